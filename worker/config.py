@@ -1,0 +1,294 @@
+"""Settings: the only reader of the environment.
+
+``Settings.from_env(os.environ)`` runs once, in the CLI. Every problem found is reported at once in
+one ``ConfigError`` whose lines name the variable and say what is allowed. Each section is a frozen
+dataclass; the README's table of variables mirrors this file.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TypeVar
+
+from worker.errors import ConfigError
+
+MiB = 1024 * 1024
+N = TypeVar("N", int, float)
+
+
+class _Reader:
+    """Reads typed values from a mapping and collects every problem instead of stopping early."""
+
+    def __init__(self, env: Mapping[str, str]) -> None:
+        self.env = env
+        self.problems: list[str] = []
+
+    def str(self, name: str, default: str | None = None) -> str | None:
+        value = self.env.get(name, "").strip()
+        return value or default
+
+    def int(self, name: str, default: int, lo: int = 0, hi: int | None = None) -> int:
+        raw = self.env.get(name, "").strip()
+        if not raw:
+            return default
+        try:
+            value = int(raw)
+        except ValueError:
+            self.problems.append(f"{name}={raw!r} is not a whole number")
+            return default
+        return self._bounded(name, value, lo, hi)
+
+    def float(self, name: str, default: float, lo: float = 0.0, hi: float | None = None) -> float:
+        raw = self.env.get(name, "").strip()
+        if not raw:
+            return default
+        try:
+            value = float(raw)
+        except ValueError:
+            self.problems.append(f"{name}={raw!r} is not a number")
+            return default
+        return self._bounded(name, value, lo, hi)
+
+    def bool(self, name: str, default: bool) -> bool:
+        raw = self.env.get(name, "").strip().lower()
+        if not raw:
+            return default
+        if raw in ("1", "true", "yes", "on"):
+            return True
+        if raw in ("0", "false", "no", "off"):
+            return False
+        self.problems.append(f"{name}={raw!r} must be one of true/false/1/0/yes/no/on/off")
+        return default
+
+    def list(self, name: str, default: tuple[str, ...] = ()) -> tuple[str, ...]:
+        raw = self.env.get(name, "").strip()
+        if not raw:
+            return default
+        return tuple(part.strip() for part in raw.split(",") if part.strip())
+
+    def gs_uri(self, name: str, default: str | None = None) -> str | None:
+        value = self.str(name, default)
+        if value is None:
+            return None
+        if not re.fullmatch(r"gs://[a-z0-9][a-z0-9._-]{1,221}[a-z0-9](/[^\s]*)?", value):
+            self.problems.append(f"{name}={value!r} must look like gs://bucket[/path]")
+            return None
+        return value.rstrip("/")
+
+    def _bounded(self, name: str, value: N, lo: N, hi: N | None) -> N:
+        if value < lo or (hi is not None and value > hi):
+            bound = f"between {lo} and {hi}" if hi is not None else f"at least {lo}"
+            self.problems.append(f"{name}={value} must be {bound}")
+        return value
+
+
+def _resource(r: _Reader, name: str, kind: str, project: str | None) -> str | None:
+    """Accept ``projects/P/<kind>/NAME`` or a bare ``NAME`` resolved with GOOGLE_CLOUD_PROJECT."""
+    value = r.str(name)
+    if value is None:
+        return None
+    if value.startswith("projects/"):
+        if not re.fullmatch(rf"projects/[^/]+/{kind}/[^/]+", value):
+            r.problems.append(f"{name}={value!r} must be projects/PROJECT/{kind}/NAME or NAME")
+        return value
+    if "/" in value:
+        r.problems.append(f"{name}={value!r} must be projects/PROJECT/{kind}/NAME or NAME")
+        return None
+    if project is None:
+        r.problems.append(f"{name}={value!r} is a short name: set GOOGLE_CLOUD_PROJECT too")
+        return None
+    return f"projects/{project}/{kind}/{value}"
+
+
+@dataclass(frozen=True)
+class Limits:
+    """What a job may ask for. Each has a number; the README lists them."""
+
+    max_message_bytes: int = 10_000_000  # Pub/Sub's own maximum message size
+    max_inputs: int = 32
+    max_input_bytes: int = 100 * MiB  # one input file (the task's disk is RAM)
+    max_total_input_bytes: int = 512 * MiB
+    max_metadata_bytes: int = 16 * 1024
+    max_prefix_chars: int = 512
+    allowed_input_buckets: tuple[str, ...] = ()  # empty: only the output bucket; "*": any
+
+    @classmethod
+    def read(cls, r: _Reader) -> Limits:
+        return cls(
+            max_message_bytes=r.int("MAX_MESSAGE_BYTES", cls.max_message_bytes, 1024, 10_000_000),
+            max_inputs=r.int("MAX_INPUTS", cls.max_inputs, 0, 10_000),
+            max_input_bytes=r.int("MAX_INPUT_BYTES", cls.max_input_bytes, 1),
+            max_total_input_bytes=r.int("MAX_TOTAL_INPUT_BYTES", cls.max_total_input_bytes, 1),
+            max_metadata_bytes=r.int("MAX_METADATA_BYTES", cls.max_metadata_bytes, 0, 1_000_000),
+            allowed_input_buckets=r.list("ALLOWED_INPUT_BUCKETS"),
+        )
+
+
+@dataclass(frozen=True)
+class Timeouts:
+    """How long things may take, in seconds."""
+
+    job_s: float = 1800.0  # one job's execution; the lease is never extended past it
+    idle_exit_s: float = 60.0  # exit 0 after this long with nothing to do
+    task_s: float = 3600.0  # the Cloud Run task timeout (GPU tasks: at most 1 h)
+    stop_margin_s: float = 30.0  # stop this long before task_s, like a SIGTERM
+    shutdown_grace_s: float = 8.0  # SIGTERM -> exit; Cloud Run sends SIGKILL after 10 s
+    lease_extension_s: float = 60.0  # each ack-deadline extension; also the redelivery delay
+    pull_s: float = 3.0  # one synchronous pull's wait when the subscription is empty
+    service_retry_s: float = 60.0  # retry Pub/Sub and GCS calls this long before giving up
+
+    @classmethod
+    def read(cls, r: _Reader) -> Timeouts:
+        return cls(
+            job_s=r.float("JOB_TIMEOUT_S", cls.job_s, 1.0, 86_400.0),
+            idle_exit_s=r.float("IDLE_EXIT_S", cls.idle_exit_s, 0.0),
+            task_s=r.float("TASK_TIMEOUT_S", cls.task_s, 10.0, 7 * 86_400.0),
+            stop_margin_s=r.float("STOP_MARGIN_S", cls.stop_margin_s, 0.0),
+            shutdown_grace_s=r.float("SHUTDOWN_GRACE_S", cls.shutdown_grace_s, 1.0, 60.0),
+            lease_extension_s=r.float("LEASE_EXTENSION_S", cls.lease_extension_s, 10.0, 600.0),
+            pull_s=r.float("PULL_TIMEOUT_S", cls.pull_s, 1.5, 60.0),
+            service_retry_s=r.float("SERVICE_RETRY_S", cls.service_retry_s, 1.0, 3600.0),
+        )
+
+
+@dataclass(frozen=True)
+class Identity:
+    """Who this process is, as Cloud Run tells it (all optional outside Cloud Run)."""
+
+    job: str | None = None
+    execution: str | None = None
+    task_index: int = 0
+    task_count: int = 1
+    task_attempt: int = 0
+
+    @classmethod
+    def read(cls, r: _Reader) -> Identity:
+        return cls(
+            job=r.str("CLOUD_RUN_JOB"),
+            execution=r.str("CLOUD_RUN_EXECUTION"),
+            task_index=r.int("CLOUD_RUN_TASK_INDEX", 0, 0),
+            task_count=r.int("CLOUD_RUN_TASK_COUNT", 1, 1),
+            task_attempt=r.int("CLOUD_RUN_TASK_ATTEMPT", 0, 0),
+        )
+
+
+@dataclass(frozen=True)
+class ComfySettings:
+    """The embedded ComfyUI executor (``worker.executor.comfy``)."""
+
+    comfyui_dir: Path | None = None
+    models_dir: Path | None = None
+    extra_model_paths: Path | None = None
+    model_manifest: str | None = None
+    model_cache_dir: Path | None = None
+    warmup_workflow: str | None = None
+    png_metadata: bool = False
+    progress_topic: str | None = None
+
+    @classmethod
+    def read(cls, r: _Reader, project: str | None) -> ComfySettings:
+        def path(name: str) -> Path | None:
+            value = r.str(name)
+            return Path(value) if value else None
+
+        return cls(
+            comfyui_dir=path("COMFYUI_DIR"),
+            models_dir=path("MODELS_DIR"),
+            extra_model_paths=path("EXTRA_MODEL_PATHS"),
+            model_manifest=r.str("MODEL_MANIFEST"),
+            model_cache_dir=path("MODEL_CACHE_DIR"),
+            warmup_workflow=r.str("WARMUP_WORKFLOW"),
+            png_metadata=r.bool("PNG_METADATA", False),
+            progress_topic=_resource(r, "PROGRESS_TOPIC", "topics", project),
+        )
+
+
+@dataclass(frozen=True)
+class ProducerSettings:
+    """Producers and operations: pipelines, ``submit``, ``dispatch`` (``worker.commands``)."""
+
+    pipelines_dir: Path = Path(__file__).resolve().parent.parent / "pipelines"
+    region: str | None = None
+    run_job: str | None = None  # the Cloud Run job that ``dispatch``/``submit --execute`` start
+
+    @classmethod
+    def read(cls, r: _Reader) -> ProducerSettings:
+        pipelines = r.str("PIPELINES_DIR")
+        return cls(
+            pipelines_dir=Path(pipelines) if pipelines else cls.pipelines_dir,
+            region=r.str("REGION"),
+            run_job=r.str("RUN_JOB"),
+        )
+
+
+@dataclass(frozen=True)
+class Settings:
+    project: str | None = None
+    jobs_subscription: str | None = None
+    results_topic: str | None = None
+    jobs_topic: str | None = None
+    output_uri: str | None = None
+    manifest_uri: str | None = None
+    max_jobs: int = 0  # 0: no limit
+    max_consecutive_transient: int = 3
+    work_dir: Path = Path("/tmp/worker")
+    log_level: str = "INFO"
+    limits: Limits = field(default_factory=Limits)
+    timeouts: Timeouts = field(default_factory=Timeouts)
+    identity: Identity = field(default_factory=Identity)
+    comfy: ComfySettings = field(default_factory=ComfySettings)
+    producer: ProducerSettings = field(default_factory=ProducerSettings)
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str]) -> Settings:
+        r = _Reader(env)
+        project = r.str("GOOGLE_CLOUD_PROJECT")
+        log_level = (r.str("LOG_LEVEL", "INFO") or "INFO").upper()
+        if log_level not in ("DEBUG", "INFO", "WARNING", "ERROR"):
+            r.problems.append(f"LOG_LEVEL={log_level!r} must be DEBUG, INFO, WARNING or ERROR")
+        settings = cls(
+            project=project,
+            jobs_subscription=_resource(r, "JOBS_SUBSCRIPTION", "subscriptions", project),
+            results_topic=_resource(r, "RESULTS_TOPIC", "topics", project),
+            jobs_topic=_resource(r, "JOBS_TOPIC", "topics", project),
+            output_uri=r.gs_uri("OUTPUT_URI"),
+            manifest_uri=r.gs_uri("MANIFEST_URI"),
+            max_jobs=r.int("MAX_JOBS", 0, 0),
+            max_consecutive_transient=r.int("MAX_CONSECUTIVE_TRANSIENT", 3, 1),
+            work_dir=Path(r.str("WORK_DIR", "/tmp/worker") or "/tmp/worker"),
+            log_level=log_level,
+            limits=Limits.read(r),
+            timeouts=Timeouts.read(r),
+            identity=Identity.read(r),
+            comfy=ComfySettings.read(r, project),
+            producer=ProducerSettings.read(r),
+        )
+        t = settings.timeouts
+        if t.stop_margin_s >= t.task_s:
+            r.problems.append(f"STOP_MARGIN_S={t.stop_margin_s} must be below TASK_TIMEOUT_S")
+        if settings.identity.task_index >= settings.identity.task_count:
+            r.problems.append("CLOUD_RUN_TASK_INDEX must be below CLOUD_RUN_TASK_COUNT")
+        if r.problems:
+            raise ConfigError("invalid configuration:\n  " + "\n  ".join(r.problems))
+        return settings
+
+    def require(self, *names: str) -> None:
+        """Fail with one message naming every required variable that is unset."""
+        attrs = {
+            "JOBS_SUBSCRIPTION": self.jobs_subscription,
+            "RESULTS_TOPIC": self.results_topic,
+            "JOBS_TOPIC": self.jobs_topic,
+            "OUTPUT_URI": self.output_uri,
+            "GOOGLE_CLOUD_PROJECT": self.project,
+        }
+        missing = [name for name in names if attrs[name] is None]
+        if missing:
+            raise ConfigError("missing required setting(s): " + ", ".join(missing))
+
+    @property
+    def output_bucket(self) -> str:
+        assert self.output_uri is not None
+        return self.output_uri.removeprefix("gs://").split("/", 1)[0]

@@ -1,0 +1,104 @@
+"""Frozen values that flow through the worker. No google.* imports here.
+
+A Pub/Sub message (or a manifest line) becomes a ``Delivery``; parsing turns its bytes into a
+``Job`` once (``worker.parse``); the executor turns a ``Job`` into ``ProducedFile``s; the store turns
+those into ``StoredOutput``s, which the result document lists.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+JobForm = Literal["v1", "runpod"]
+OutputKind = Literal["image", "video", "audio", "text", "file"]
+
+
+@dataclass(frozen=True)
+class Delivery:
+    """One received message, as any job source hands it over.
+
+    ``handle`` is the source's own token (a Pub/Sub ack id, a manifest line number); only the
+    source that produced it reads it.
+    """
+
+    message_id: str
+    data: bytes
+    attributes: Mapping[str, str]
+    delivery_attempt: int | None
+    handle: object = field(repr=False, compare=False)
+    source: str = "pubsub"
+
+
+@dataclass(frozen=True)
+class InputFile:
+    """A file the workflow's loaders read, staged into the job's own input directory.
+
+    Exactly one of ``uri`` (``gs://bucket/key``) and ``data`` (base64 text) is set. ``name`` is a
+    relative path that has already been checked for traversal.
+    """
+
+    name: str
+    uri: str | None = None
+    data: str | None = None
+
+
+@dataclass(frozen=True)
+class Job:
+    """A parsed, validated job. ``workflow`` is a ComfyUI API-format prompt.
+
+    When the message named a pipeline, ``workflow`` is the rendered template and ``pipeline`` /
+    ``params`` record what was asked for (with defaults and the seed filled in).
+    """
+
+    job_id: str
+    workflow: Mapping[str, Any]
+    inputs: tuple[InputFile, ...] = ()
+    output_prefix: str = ""
+    metadata: Mapping[str, Any] = field(default_factory=dict)
+    form: JobForm = "v1"
+    pipeline: str | None = None
+    params: Mapping[str, Any] | None = None
+
+
+@dataclass(frozen=True)
+class ProducedFile:
+    """A file an executor wrote for a job, before upload.
+
+    ``name`` is the deterministic relative name the file gets under the job's output folder: the
+    same job run twice yields the same names.
+    """
+
+    path: Path
+    name: str
+    kind: OutputKind
+    node_id: str | None = None
+    content_type: str | None = None
+
+
+@dataclass(frozen=True)
+class StoredOutput:
+    """An output as it lies in the object store: what ``result.json`` lists."""
+
+    uri: str
+    name: str
+    content_type: str
+    size: int
+    crc32c: str | None
+    md5: str | None
+    kind: OutputKind
+    node_id: str | None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "uri": self.uri,
+            "name": self.name,
+            "content_type": self.content_type,
+            "size": self.size,
+            "crc32c": self.crc32c,
+            "md5": self.md5,
+            "kind": self.kind,
+            "node_id": self.node_id,
+        }

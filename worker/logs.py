@@ -1,0 +1,69 @@
+"""Structured JSON logs in Cloud Logging's shape.
+
+Each record is one JSON line on stderr with ``severity``, ``message``, ``time`` and the fields
+passed in ``extra={"fields": {...}}`` (job id, delivery attempt, durations, ...). The worker's
+identity (execution, task index) is added to every line. Cloud Logging turns the line into a
+``jsonPayload`` and reads ``severity`` from it.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from typing import Any, TextIO
+
+_SEVERITY = {
+    logging.DEBUG: "DEBUG",
+    logging.INFO: "INFO",
+    logging.WARNING: "WARNING",
+    logging.ERROR: "ERROR",
+    logging.CRITICAL: "CRITICAL",
+}
+
+
+class JsonFormatter(logging.Formatter):
+    def __init__(self, static: Mapping[str, Any] | None = None) -> None:
+        super().__init__()
+        self.static = dict(static or {})
+
+    def format(self, record: logging.LogRecord) -> str:
+        doc: dict[str, Any] = {
+            "severity": _SEVERITY.get(record.levelno, record.levelname),
+            "message": record.getMessage(),
+            "time": datetime.fromtimestamp(record.created, UTC).isoformat(),
+            "logger": record.name,
+        }
+        doc.update(self.static)
+        fields = getattr(record, "fields", None)
+        if isinstance(fields, Mapping):
+            doc.update(fields)
+        if record.exc_info:
+            doc["exception"] = self.formatException(record.exc_info)
+        return json.dumps(doc, default=str)
+
+
+def setup(level: str = "INFO", static: Mapping[str, Any] | None = None,
+          stream: TextIO | None = None) -> None:
+    """Route the root logger (and therefore ComfyUI's and google's) to JSON on ``stream``.
+
+    Logs go to stderr so that stdout carries only what a command prints for the user (job ids,
+    JSON results); Cloud Logging parses JSON lines from both streams.
+    """
+    handler = logging.StreamHandler(stream or sys.stderr)
+    handler.setFormatter(JsonFormatter({k: v for k, v in (static or {}).items() if v is not None}))
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(level)
+    # The google client libraries log retries at INFO/DEBUG on loggers that don't propagate;
+    # our own retry wrappers log what matters at WARNING.
+    for noisy in ("google", "urllib3", "grpc"):
+        logging.getLogger(noisy).setLevel(max(logging.WARNING, logging.getLevelName(level)))
+
+
+def event(logger: logging.Logger, message: str, level: int = logging.INFO,
+          **fields: Any) -> None:
+    """Log one structured line: ``event(log, "job.succeeded", job_id=..., total_s=1.2)``."""
+    logger.log(level, message, extra={"fields": fields})
