@@ -8,6 +8,7 @@ dataclass; the README's table of variables mirrors this file.
 from __future__ import annotations
 
 import re
+import shlex
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -177,16 +178,24 @@ class Identity:
 
 @dataclass(frozen=True)
 class ComfySettings:
-    """The embedded ComfyUI executor (``worker.executor.comfy``)."""
+    """The embedded ComfyUI executor (``worker.executor.comfy``) and its models (``worker.models``).
 
-    comfyui_dir: Path | None = None
-    models_dir: Path | None = None
-    extra_model_paths: Path | None = None
-    model_manifest: str | None = None
-    model_cache_dir: Path | None = None
-    warmup_workflow: str | None = None
-    png_metadata: bool = False
+    docs/executor.md describes each variable; the defaults suit a Cloud Run L4 task.
+    """
+
+    comfyui_dir: Path | None = None  # a ComfyUI checkout (scripts/install-comfyui makes one)
+    device: str = "auto"  # auto: CUDA when an NVIDIA device is visible, else CPU; or cuda / cpu
+    comfyui_args: tuple[str, ...] = ()  # extra ComfyUI command-line flags, e.g. --reserve-vram 1
+    models_dir: Path | None = None  # a folder laid out like ComfyUI's models/ (local or mounted)
+    extra_model_paths: Path | None = None  # an extra_model_paths.yaml in ComfyUI's format
+    model_manifest: str | None = None  # JSON list of gs:// models to fetch (path or gs:// URI)
+    model_cache_dir: Path | None = None  # where manifest models go; default WORK_DIR/models
+    model_download_workers: int = 8  # parallel ranged requests per model file
+    model_chunk_mib: int = 32  # the size of each ranged request
+    warmup_workflow: str | None = None  # API-format workflow run once in start() (path or gs://)
+    png_metadata: bool = False  # embed the workflow in saved PNGs (ComfyUI's default is on)
     progress_topic: str | None = None
+    progress_interval_s: float = 1.0  # at most one progress update per node this often
 
     @classmethod
     def read(cls, r: _Reader, project: str | None) -> ComfySettings:
@@ -194,15 +203,34 @@ class ComfySettings:
             value = r.str(name)
             return Path(value) if value else None
 
+        device = (r.str("COMFYUI_DEVICE", "auto") or "auto").lower()
+        if device not in ("auto", "cuda", "cpu"):
+            r.problems.append(f"COMFYUI_DEVICE={device!r} must be auto, cuda or cpu")
+        try:
+            comfyui_args = tuple(shlex.split(r.str("COMFYUI_ARGS", "") or ""))
+        except ValueError as exc:
+            r.problems.append(f"COMFYUI_ARGS is not a valid shell-quoted list of flags: {exc}")
+            comfyui_args = ()
+        manifest = r.str("MODEL_MANIFEST")
+        if manifest is not None and manifest.startswith("gs://"):
+            manifest = r.gs_uri("MODEL_MANIFEST")
+        warmup = r.str("WARMUP_WORKFLOW")
+        if warmup is not None and warmup.startswith("gs://"):
+            warmup = r.gs_uri("WARMUP_WORKFLOW")
         return cls(
             comfyui_dir=path("COMFYUI_DIR"),
+            device=device,
+            comfyui_args=comfyui_args,
             models_dir=path("MODELS_DIR"),
             extra_model_paths=path("EXTRA_MODEL_PATHS"),
-            model_manifest=r.str("MODEL_MANIFEST"),
+            model_manifest=manifest,
             model_cache_dir=path("MODEL_CACHE_DIR"),
-            warmup_workflow=r.str("WARMUP_WORKFLOW"),
+            model_download_workers=r.int("MODEL_DOWNLOAD_WORKERS", 8, 1, 64),
+            model_chunk_mib=r.int("MODEL_CHUNK_MIB", 32, 1, 1024),
+            warmup_workflow=warmup,
             png_metadata=r.bool("PNG_METADATA", False),
             progress_topic=_resource(r, "PROGRESS_TOPIC", "topics", project),
+            progress_interval_s=r.float("PROGRESS_INTERVAL_S", 1.0, 0.0, 3600.0),
         )
 
 
