@@ -1,8 +1,8 @@
 """Entry point: ``python -m worker <command>``.
 
 Each command lives in ``worker.commands.<name>`` and exposes ``register(subparsers)``, which adds
-its parser and sets ``handler`` to a function ``(args, settings) -> ExitCode``. This module reads the
-environment once into ``Settings`` and turns configuration errors into exit code 78.
+its parser and sets ``handler`` to a function ``(args, settings) -> ExitCode``. This module reads
+the environment once into ``Settings`` and turns configuration errors into exit code 78.
 """
 
 from __future__ import annotations

@@ -7,6 +7,7 @@ dataclass; the README's table of variables mirrors this file.
 
 from __future__ import annotations
 
+import builtins
 import re
 import shlex
 from collections.abc import Mapping
@@ -23,15 +24,21 @@ N = TypeVar("N", int, float)
 class _Reader:
     """Reads typed values from a mapping and collects every problem instead of stopping early."""
 
-    def __init__(self, env: Mapping[str, str]) -> None:
+    def __init__(self, env: Mapping[builtins.str, builtins.str]) -> None:
         self.env = env
-        self.problems: list[str] = []
+        self.problems: builtins.list[builtins.str] = []
 
-    def str(self, name: str, default: str | None = None) -> str | None:
+    def str(self, name: builtins.str, default: builtins.str | None = None) -> builtins.str | None:
         value = self.env.get(name, "").strip()
         return value or default
 
-    def int(self, name: str, default: int, lo: int = 0, hi: int | None = None) -> int:
+    def int(
+        self,
+        name: builtins.str,
+        default: builtins.int,
+        lo: builtins.int = 0,
+        hi: builtins.int | None = None,
+    ) -> builtins.int:
         raw = self.env.get(name, "").strip()
         if not raw:
             return default
@@ -42,7 +49,13 @@ class _Reader:
             return default
         return self._bounded(name, value, lo, hi)
 
-    def float(self, name: str, default: float, lo: float = 0.0, hi: float | None = None) -> float:
+    def float(
+        self,
+        name: builtins.str,
+        default: builtins.float,
+        lo: builtins.float = 0.0,
+        hi: builtins.float | None = None,
+    ) -> builtins.float:
         raw = self.env.get(name, "").strip()
         if not raw:
             return default
@@ -53,7 +66,7 @@ class _Reader:
             return default
         return self._bounded(name, value, lo, hi)
 
-    def bool(self, name: str, default: bool) -> bool:
+    def bool(self, name: builtins.str, default: builtins.bool) -> builtins.bool:
         raw = self.env.get(name, "").strip().lower()
         if not raw:
             return default
@@ -64,13 +77,17 @@ class _Reader:
         self.problems.append(f"{name}={raw!r} must be one of true/false/1/0/yes/no/on/off")
         return default
 
-    def list(self, name: str, default: tuple[str, ...] = ()) -> tuple[str, ...]:
+    def list(
+        self, name: builtins.str, default: tuple[builtins.str, ...] = ()
+    ) -> tuple[builtins.str, ...]:
         raw = self.env.get(name, "").strip()
         if not raw:
             return default
         return tuple(part.strip() for part in raw.split(",") if part.strip())
 
-    def gs_uri(self, name: str, default: str | None = None) -> str | None:
+    def gs_uri(
+        self, name: builtins.str, default: builtins.str | None = None
+    ) -> builtins.str | None:
         value = self.str(name, default)
         if value is None:
             return None
@@ -79,7 +96,7 @@ class _Reader:
             return None
         return value.rstrip("/")
 
-    def _bounded(self, name: str, value: N, lo: N, hi: N | None) -> N:
+    def _bounded(self, name: builtins.str, value: N, lo: N, hi: N | None) -> N:
         if value < lo or (hi is not None and value > hi):
             bound = f"between {lo} and {hi}" if hi is not None else f"at least {lo}"
             self.problems.append(f"{name}={value} must be {bound}")
@@ -236,20 +253,77 @@ class ComfySettings:
 
 @dataclass(frozen=True)
 class ProducerSettings:
-    """Producers and operations: pipelines, ``submit``, ``dispatch`` (``worker.commands``)."""
+    """Producers and operations: pipelines, manifests, ``submit``, ``dispatch``, ``status``.
+
+    ``RUN_JOB`` is ``projects/P/locations/R/jobs/J`` or a bare ``J`` resolved with
+    ``GOOGLE_CLOUD_PROJECT`` and ``REGION``. An ``http://`` API endpoint means a local stand-in,
+    called without credentials (tests).
+    """
 
     pipelines_dir: Path = Path(__file__).resolve().parent.parent / "pipelines"
     region: str | None = None
     run_job: str | None = None  # the Cloud Run job that ``dispatch``/``submit --execute`` start
+    run_api_endpoint: str | None = None  # Cloud Run Admin API; default Google's
+    monitoring_api_endpoint: str | None = None  # Cloud Monitoring API; default Google's
+    dispatch_max_tasks: int = 10  # tasks running at once over all executions of the job
+    dispatch_jobs_per_task: int = 20  # backlog one task is sized to take
+    dispatch_max_executions: int = 5  # unfinished executions at once
+    dispatch_daily_task_budget: int = 0  # tasks started per trailing 24 h; 0: no cap
+    dispatch_lock_uri: str | None = None  # default <OUTPUT_URI>/_dispatch
+    dispatch_lock_s: float = 30.0  # one dispatch decision per this many seconds
+    submit_input_uri: str | None = None  # where submit uploads local inputs; <OUTPUT_URI>/_inputs
+    manifest_max_bytes: int = 1024 * MiB
+    manifest_max_attempts: int = 3  # attempts of a line in one task before the task gives up
 
     @classmethod
     def read(cls, r: _Reader) -> ProducerSettings:
         pipelines = r.str("PIPELINES_DIR")
+        region = r.str("REGION")
         return cls(
             pipelines_dir=Path(pipelines) if pipelines else cls.pipelines_dir,
-            region=r.str("REGION"),
-            run_job=r.str("RUN_JOB"),
+            region=region,
+            run_job=_run_job(r, r.str("GOOGLE_CLOUD_PROJECT"), region),
+            run_api_endpoint=_endpoint(r, "RUN_API_ENDPOINT"),
+            monitoring_api_endpoint=_endpoint(r, "MONITORING_API_ENDPOINT"),
+            dispatch_max_tasks=r.int("DISPATCH_MAX_TASKS", cls.dispatch_max_tasks, 1, 10_000),
+            dispatch_jobs_per_task=r.int(
+                "DISPATCH_JOBS_PER_TASK", cls.dispatch_jobs_per_task, 1, 1_000_000
+            ),
+            dispatch_max_executions=r.int(
+                "DISPATCH_MAX_EXECUTIONS", cls.dispatch_max_executions, 1, 1000
+            ),
+            dispatch_daily_task_budget=r.int("DISPATCH_DAILY_TASK_BUDGET", 0, 0),
+            dispatch_lock_uri=r.gs_uri("DISPATCH_LOCK_URI"),
+            dispatch_lock_s=r.float("DISPATCH_LOCK_S", cls.dispatch_lock_s, 5.0, 3600.0),
+            submit_input_uri=r.gs_uri("SUBMIT_INPUT_URI"),
+            manifest_max_bytes=r.int("MANIFEST_MAX_BYTES", cls.manifest_max_bytes, 1),
+            manifest_max_attempts=r.int("MANIFEST_MAX_ATTEMPTS", cls.manifest_max_attempts, 1, 100),
         )
+
+
+def _run_job(r: _Reader, project: str | None, region: str | None) -> str | None:
+    value = r.str("RUN_JOB")
+    if value is None:
+        return None
+    if value.startswith("projects/"):
+        if not re.fullmatch(r"projects/[^/]+/locations/[^/]+/jobs/[^/]+", value):
+            r.problems.append(f"RUN_JOB={value!r} must be projects/P/locations/R/jobs/J or J")
+        return value
+    if "/" in value or project is None or region is None:
+        r.problems.append(
+            f"RUN_JOB={value!r}: a bare job name needs GOOGLE_CLOUD_PROJECT and REGION "
+            "(or give projects/P/locations/R/jobs/J)"
+        )
+        return None
+    return f"projects/{project}/locations/{region}/jobs/{value}"
+
+
+def _endpoint(r: _Reader, name: str) -> str | None:
+    value = r.str(name)
+    if value is not None and not re.fullmatch(r"https?://[^\s/]+(/[^\s]*)?", value):
+        r.problems.append(f"{name}={value!r} must be an http(s):// URL")
+        return None
+    return value.rstrip("/") if value else None
 
 
 @dataclass(frozen=True)
@@ -263,6 +337,8 @@ class Settings:
     max_jobs: int = 0  # 0: no limit
     max_consecutive_transient: int = 3
     work_dir: Path = Path("/tmp/worker")
+    # module:function returning the Executor; the embedded ComfyUI one unless you plug in another
+    executor: str = "worker.executor.comfy:build_executor"
     log_level: str = "INFO"
     limits: Limits = field(default_factory=Limits)
     timeouts: Timeouts = field(default_factory=Timeouts)
@@ -287,6 +363,7 @@ class Settings:
             max_jobs=r.int("MAX_JOBS", 0, 0),
             max_consecutive_transient=r.int("MAX_CONSECUTIVE_TRANSIENT", 3, 1),
             work_dir=Path(r.str("WORK_DIR", "/tmp/worker") or "/tmp/worker"),
+            executor=r.str("EXECUTOR", cls.executor) or cls.executor,
             log_level=log_level,
             limits=Limits.read(r),
             timeouts=Timeouts.read(r),

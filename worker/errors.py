@@ -3,12 +3,12 @@
 Every failure the worker can meet is raised as one of these four classes. The runner maps the class
 to what happens to the message (``worker.settle.decide``); nothing else decides ack, nack or exit.
 
-| class           | meaning                                   | message     | process        |
-|-----------------|-------------------------------------------|-------------|----------------|
-| ``JobFailed``   | the job is wrong (or failed for good)     | ack + failed result | keeps going |
-| ``Transient``   | a service fault that outlived its retries | nack (redeliver)    | keeps going |
-| ``WorkerBroken``| this process can no longer run jobs       | nack                | exits non-zero |
-| ``Stopped``     | SIGTERM or the task budget ran out        | nack, deadline 0    | exits          |
+| class            | meaning                                   | message          | process     |
+|------------------|-------------------------------------------|------------------|-------------|
+| ``JobFailed``    | the job is wrong (or failed for good)     | ack + failed res.| goes on     |
+| ``Transient``    | a service fault that outlived its retries | nack (redeliver) | goes on     |
+| ``WorkerBroken`` | this process can no longer run jobs       | nack             | exits, != 0 |
+| ``Stopped``      | SIGTERM or the task budget ran out        | nack, deadline 0 | exits       |
 """
 
 from __future__ import annotations

@@ -1,8 +1,8 @@
 """Frozen values that flow through the worker. No google.* imports here.
 
 A Pub/Sub message (or a manifest line) becomes a ``Delivery``; parsing turns its bytes into a
-``Job`` once (``worker.parse``); the executor turns a ``Job`` into ``ProducedFile``s; the store turns
-those into ``StoredOutput``s, which the result document lists.
+``Job`` once (``worker.parse``); the executor turns a ``Job`` into ``ProducedFile``s; the store
+turns those into ``StoredOutput``s, which the result document lists.
 """
 
 from __future__ import annotations
@@ -61,6 +61,7 @@ class Job:
     form: JobForm = "v1"
     pipeline: str | None = None
     params: Mapping[str, Any] | None = None
+    warnings: tuple[str, ...] = ()  # things the message asked for that this worker ignores
 
 
 @dataclass(frozen=True)

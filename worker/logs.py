@@ -45,8 +45,9 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(doc, default=str)
 
 
-def setup(level: str = "INFO", static: Mapping[str, Any] | None = None,
-          stream: TextIO | None = None) -> None:
+def setup(
+    level: str = "INFO", static: Mapping[str, Any] | None = None, stream: TextIO | None = None
+) -> None:
     """Route the root logger (and therefore ComfyUI's and google's) to JSON on ``stream``.
 
     Logs go to stderr so that stdout carries only what a command prints for the user (job ids,
@@ -63,7 +64,13 @@ def setup(level: str = "INFO", static: Mapping[str, Any] | None = None,
         logging.getLogger(noisy).setLevel(max(logging.WARNING, logging.getLevelName(level)))
 
 
-def event(logger: logging.Logger, message: str, level: int = logging.INFO,
-          **fields: Any) -> None:
+def event(
+    logger: logging.Logger,
+    message: str,
+    level: int = logging.INFO,
+    *,
+    exc_info: bool = False,
+    **fields: Any,
+) -> None:
     """Log one structured line: ``event(log, "job.succeeded", job_id=..., total_s=1.2)``."""
-    logger.log(level, message, extra={"fields": fields})
+    logger.log(level, message, exc_info=exc_info, extra={"fields": fields})

@@ -1,0 +1,114 @@
+"""A scripted test double for the executor seam, driven by the job's own workflow.
+
+A workflow node ``{"class_type": "Scripted", "inputs": {...}}`` says what the run does, so the
+same double works in-process and behind ``python -m worker run`` (``EXECUTOR=
+tests.fakes.scripted:build``) without any test-only configuration:
+
+- ``sleep_s``: how long the run takes (interruptible unless ``ignore_interrupt``);
+- ``outputs``: ``[{"name": "a.png", "bytes": N}]`` or ``[{"name": "t.txt", "text": "..."}]``;
+- ``copy_inputs``: also output every staged input file under ``inputs/<name>``;
+- ``fail``: ``"transient"``, ``"broken"``, ``"crash"`` (an unclassified exception) or an
+  ``ErrorType`` value such as ``"execution_error"`` (a JobFailed);
+- ``record``: a file path; one line ``<job_id>`` is appended per execution (counts runs across
+  processes).
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+from worker.config import Settings
+from worker.errors import ErrorType, Interrupted, JobFailed, Transient, WorkerBroken
+from worker.executor.base import ExecRequest, ExecResult, Progress
+from worker.job import OutputKind, ProducedFile
+
+_KINDS: dict[str, OutputKind] = {".png": "image", ".txt": "text", ".mp4": "video", ".flac": "audio"}
+
+
+class ScriptedExecutor:
+    def __init__(self, start_fails: bool = False) -> None:
+        self.start_fails = start_fails
+        self.started = 0
+        self.executed: list[str] = []
+        self._interrupt = threading.Event()
+
+    def start(self) -> None:
+        self.started += 1
+        if self.start_fails:
+            raise WorkerBroken("scripted: start failed")
+
+    def interrupt(self) -> None:
+        self._interrupt.set()
+
+    def close(self) -> None:
+        pass
+
+    def execute(self, request: ExecRequest) -> ExecResult:
+        self._interrupt.clear()
+        script = _script(request)
+        self.executed.append(request.job_id)
+        if script.get("record"):
+            with open(script["record"], "a") as f:
+                f.write(request.job_id + "\n")
+        self._sleep(float(script.get("sleep_s", 0)), bool(script.get("ignore_interrupt")), request)
+        fail = script.get("fail")
+        if fail:
+            _raise(str(fail))
+        outputs = [_write(request.output_dir, spec) for spec in script.get("outputs", [])]
+        if script.get("copy_inputs"):
+            for path in sorted(p for p in request.input_dir.rglob("*") if p.is_file()):
+                name = "inputs/" + str(path.relative_to(request.input_dir))
+                outputs.append(ProducedFile(path, name, "file", node_id="1"))
+        return ExecResult(tuple(outputs), node_timings={"1": float(script.get("sleep_s", 0))})
+
+    def _sleep(self, seconds: float, ignore_interrupt: bool, request: ExecRequest) -> None:
+        end = time.monotonic() + seconds
+        while (left := end - time.monotonic()) > 0:
+            if ignore_interrupt:
+                time.sleep(min(left, 0.05))
+            elif self._interrupt.wait(min(left, 0.05)):
+                raise Interrupted("scripted: interrupted")
+            if request.progress is not None:
+                request.progress(Progress(request.job_id, "1", seconds - max(left, 0), seconds))
+
+
+def _script(request: ExecRequest) -> dict[str, Any]:
+    for node in request.workflow.values():
+        if node.get("class_type") == "Scripted":
+            return dict(node.get("inputs", {}))
+    raise JobFailed(ErrorType.INVALID_WORKFLOW, "scripted: no Scripted node in the workflow")
+
+
+def _raise(kind: str) -> None:
+    if kind == "transient":
+        raise Transient("scripted: transient fault")
+    if kind == "broken":
+        raise WorkerBroken("scripted: the worker broke")
+    if kind == "crash":
+        raise RuntimeError("scripted: an unclassified exception")
+    raise JobFailed(ErrorType(kind), f"scripted: {kind}", node_id="1")
+
+
+def _write(directory: Path, spec: dict[str, Any]) -> ProducedFile:
+    path = directory / spec["name"]
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if "text" in spec:
+        path.write_text(spec["text"])
+    else:
+        path.write_bytes(os.urandom(int(spec.get("bytes", 100))))
+    kind = _KINDS.get(path.suffix, "file")
+    return ProducedFile(path, spec["name"], kind, node_id="1")
+
+
+def build(settings: Settings) -> ScriptedExecutor:
+    """``EXECUTOR=tests.fakes.scripted:build``."""
+    return ScriptedExecutor()
+
+
+def workflow(**script: Any) -> dict[str, Any]:
+    """A one-node workflow that tells the scripted executor what to do."""
+    return {"1": {"class_type": "Scripted", "inputs": script}}

@@ -1,0 +1,79 @@
+"""Stage a job's input files into its own directory (``gs://`` downloads and base64 data)."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import re
+from pathlib import Path
+
+from worker.config import Limits
+from worker.errors import ErrorType, JobFailed
+from worker.job import InputFile
+from worker.storage.base import AccessDenied, ObjectNotFound, ObjectStore, ObjectTooLarge
+
+_DATA_URL = re.compile(r"data:[\w/+.-]*(;[\w=.-]+)*;base64,", re.ASCII)
+_WHITESPACE = re.compile(rb"\s+")
+
+
+def _input_error(name: str, message: str) -> JobFailed:
+    return JobFailed(ErrorType.INPUT_ERROR, f"input {name!r}: {message}")
+
+
+def decode_base64(name: str, text: str) -> bytes:
+    """Decode base64 text, with or without a ``data:...;base64,`` prefix and line breaks."""
+    match = _DATA_URL.match(text)
+    payload = _WHITESPACE.sub(b"", text[match.end() :].encode() if match else text.encode())
+    try:
+        return base64.b64decode(payload, validate=True)
+    except (binascii.Error, ValueError) as exc:
+        raise _input_error(name, f"data is not valid base64 ({exc})") from exc
+
+
+def stage(
+    inputs: tuple[InputFile, ...], directory: Path, store: ObjectStore, limits: Limits
+) -> int:
+    """Write every input under ``directory``; return the total bytes staged.
+
+    Raises ``JobFailed(input_error)`` for inputs that are missing, too large, unreadable or
+    undecodable; ``Transient`` from the store passes through (the job is retried).
+    """
+    total = 0
+    for item in inputs:
+        dest = directory / item.name
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        budget = min(limits.max_input_bytes, limits.max_total_input_bytes - total)
+        if item.data is not None:
+            data = decode_base64(item.name, item.data)
+            if len(data) > budget:
+                raise _too_large(item.name, len(data), limits)
+            dest.write_bytes(data)
+            total += len(data)
+            continue
+        assert item.uri is not None
+        try:
+            total += store.download(item.uri, dest, budget)
+        except ObjectNotFound as exc:
+            raise _input_error(item.name, f"{item.uri} does not exist") from exc
+        except ObjectTooLarge as exc:
+            raise _input_error(
+                item.name,
+                f"{exc} (MAX_INPUT_BYTES={limits.max_input_bytes}, "
+                f"MAX_TOTAL_INPUT_BYTES={limits.max_total_input_bytes})",
+            ) from exc
+        except AccessDenied as exc:
+            raise _input_error(
+                item.name,
+                f"{exc}: grant the worker's service account "
+                "roles/storage.objectViewer on the bucket",
+            ) from exc
+    return total
+
+
+def _too_large(name: str, size: int, limits: Limits) -> JobFailed:
+    return _input_error(
+        name,
+        f"is {size} bytes, over the limit (MAX_INPUT_BYTES="
+        f"{limits.max_input_bytes}, MAX_TOTAL_INPUT_BYTES="
+        f"{limits.max_total_input_bytes})",
+    )

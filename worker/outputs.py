@@ -1,0 +1,94 @@
+"""Upload a job's produced files under deterministic names with the right content types."""
+
+from __future__ import annotations
+
+import mimetypes
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+
+from worker.errors import ErrorType, JobFailed
+from worker.job import ProducedFile, StoredOutput
+from worker.result import RESULT_NAME
+from worker.storage.base import ObjectStore
+from worker.validate import check_name
+
+# Types the platform's mimetypes table may lack or get wrong for ComfyUI's outputs.
+_TYPES = {
+    ".png": "image/png",
+    ".jpg": "image/jpeg",
+    ".jpeg": "image/jpeg",
+    ".webp": "image/webp",
+    ".gif": "image/gif",
+    ".apng": "image/apng",
+    ".avif": "image/avif",
+    ".bmp": "image/bmp",
+    ".tif": "image/tiff",
+    ".tiff": "image/tiff",
+    ".exr": "image/x-exr",
+    ".mp4": "video/mp4",
+    ".webm": "video/webm",
+    ".mov": "video/quicktime",
+    ".mkv": "video/x-matroska",
+    ".flac": "audio/flac",
+    ".wav": "audio/wav",
+    ".mp3": "audio/mpeg",
+    ".ogg": "audio/ogg",
+    ".opus": "audio/opus",
+    ".m4a": "audio/mp4",
+    ".txt": "text/plain; charset=utf-8",
+    ".json": "application/json",
+    ".glb": "model/gltf-binary",
+    ".gltf": "model/gltf+json",
+    ".obj": "model/obj",
+    ".safetensors": "application/octet-stream",
+    ".latent": "application/octet-stream",
+    ".svg": "image/svg+xml",
+}
+UPLOAD_THREADS = 4
+
+
+def content_type(name: str, given: str | None = None) -> str:
+    if given:
+        return given
+    suffix = "." + name.rsplit(".", 1)[-1].lower() if "." in name else ""
+    return _TYPES.get(suffix) or mimetypes.guess_type(name)[0] or "application/octet-stream"
+
+
+def object_name(produced: ProducedFile) -> str:
+    """The file's name under the job folder; never ``result.json``, which marks completion."""
+    try:
+        name = check_name(produced.name, "output")
+    except JobFailed as exc:
+        raise JobFailed(
+            ErrorType.EXECUTION_ERROR,
+            f"node {produced.node_id} wrote an output with an unsafe name: {exc.message}",
+            node_id=produced.node_id,
+        ) from exc
+    return f"_{name}" if name == RESULT_NAME else name
+
+
+def upload(files: Sequence[ProducedFile], folder: str, store: ObjectStore) -> list[StoredOutput]:
+    """Upload every file (a few at a time); return them in the executor's order."""
+    names = [object_name(f) for f in files]
+    if len(set(names)) != len(names):
+        raise JobFailed(ErrorType.EXECUTION_ERROR, f"two outputs share a name: {names}")
+
+    def one(item: tuple[ProducedFile, str]) -> StoredOutput:
+        produced, name = item
+        ctype = content_type(name, produced.content_type)
+        info = store.put_file_once(f"{folder}/{name}", produced.path, ctype)
+        return StoredOutput(
+            uri=info.uri,
+            name=name,
+            content_type=info.content_type,
+            size=info.size,
+            crc32c=info.crc32c,
+            md5=info.md5,
+            kind=produced.kind,
+            node_id=produced.node_id,
+        )
+
+    if len(files) <= 1:
+        return [one(item) for item in zip(files, names, strict=True)]
+    with ThreadPoolExecutor(min(UPLOAD_THREADS, len(files)), "upload") as pool:
+        return list(pool.map(one, zip(files, names, strict=True)))

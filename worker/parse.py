@@ -1,0 +1,206 @@
+"""Message bytes -> ``Job``, once, at the edge. Accepts job message v1 and the Runpod body.
+
+Anything wrong raises ``Refused``: it carries the error and where the failed result goes. The job
+id and output prefix are read first, so a job whose other fields are wrong is still recorded under
+its own id and prefix; when the id or prefix themselves are unusable (or the bytes aren't a JSON
+object), the result goes to ``<OUTPUT_URI>/<message id>/`` as the design says.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from worker.config import Limits
+from worker.errors import ErrorType, JobFailed
+from worker.job import Delivery, InputFile, Job
+from worker.validate import check_inputs, check_metadata, check_prefix, check_workflow
+
+JOB_ID = re.compile(r"[A-Za-z0-9._-]{1,128}")
+V1_FIELDS = ("version", "job_id", "workflow", "pipeline", "params", "inputs", "output", "metadata")
+RUNPOD_INPUT_FIELDS = ("workflow", "images", "comfy_org_api_key")
+RUNPOD_IGNORED = {  # Runpod delivery options with no meaning here, and what to use instead
+    "webhook": "subscribe to the results topic or watch result.json in GCS",
+    "policy": "timeouts and retries are set by JOB_TIMEOUT_S and the subscription",
+}
+
+
+class PipelineRenderer(Protocol):
+    def render(self, name: str, params: Mapping[str, Any]) -> Any:
+        """Return an object with ``workflow`` and ``params``; raise ``JobFailed`` if invalid."""
+        ...
+
+
+class Refused(Exception):
+    """The message can't become a job. ``job_id``/``prefix`` say where its result goes."""
+
+    def __init__(self, job_id: str, prefix: str, error: JobFailed) -> None:
+        super().__init__(error.message)
+        self.job_id = job_id
+        self.prefix = prefix
+        self.error = error
+
+
+@dataclass(frozen=True)
+class Parser:
+    limits: Limits
+    output_bucket: str
+    pipelines: PipelineRenderer | None = None
+
+    def parse(self, delivery: Delivery) -> Job:
+        body = self._body(delivery)
+        job_id = self._job_id(delivery, body)
+        prefix = ""
+        try:
+            if "input" in body and "workflow" not in body and "pipeline" not in body:
+                return self._runpod(job_id, body, delivery)
+            prefix = self._prefix(body)
+            return self._v1(job_id, prefix, body)
+        except JobFailed as exc:
+            raise Refused(job_id, prefix, exc) from exc
+
+    def _body(self, delivery: Delivery) -> dict[str, Any]:
+        size = len(delivery.data)
+        if size > self.limits.max_message_bytes:
+            self._refuse(
+                delivery,
+                f"message is {size} bytes; the limit is "
+                f"{self.limits.max_message_bytes} (MAX_MESSAGE_BYTES): put large inputs "
+                'in GCS and pass them as {"name": ..., "uri": "gs://..."}',
+            )
+        try:
+            body = json.loads(delivery.data.decode("utf-8"))
+        except UnicodeDecodeError as exc:
+            self._refuse(
+                delivery,
+                f"message data is not UTF-8 text ({exc.reason} at byte "
+                f"{exc.start}): send the job as UTF-8 JSON",
+            )
+        except json.JSONDecodeError as exc:
+            self._refuse(
+                delivery,
+                f"message data is not valid JSON: {exc.msg} at line "
+                f"{exc.lineno} column {exc.colno}",
+            )
+        if not isinstance(body, dict):
+            self._refuse(
+                delivery,
+                f"a job must be a JSON object, got {type(body).__name__}: "
+                'send {"workflow": {...}} or a Runpod body {"input": {...}}',
+            )
+        return dict(body)
+
+    def _job_id(self, delivery: Delivery, body: Mapping[str, Any]) -> str:
+        given = body.get("job_id", delivery.attributes.get("job_id"))
+        if given is None:
+            return delivery.message_id
+        if not isinstance(given, str) or not JOB_ID.fullmatch(given) or given in (".", ".."):
+            self._refuse(
+                delivery,
+                f"job_id {given!r} is invalid: use 1-128 characters from "
+                "A-Z a-z 0-9 . _ - (the result is recorded under the message id)",
+            )
+        return str(given)
+
+    def _prefix(self, body: Mapping[str, Any]) -> str:
+        output = body.get("output", {})
+        if not isinstance(output, dict) or set(output) - {"prefix"}:
+            raise _invalid(
+                '"output" must be an object with only "prefix", e.g. '
+                '{"prefix": "campaign-7/batch-2"}'
+            )
+        return check_prefix(output.get("prefix", ""), self.limits.max_prefix_chars)
+
+    def _v1(self, job_id: str, prefix: str, body: Mapping[str, Any]) -> Job:
+        unknown = sorted(set(body) - set(V1_FIELDS))
+        if unknown:
+            raise _invalid(f"unknown field(s) {unknown}; a job message has: {list(V1_FIELDS)}")
+        if body.get("version", 1) != 1:
+            raise _invalid(f"version {body.get('version')!r} is not supported; use 1")
+        workflow, pipeline, params = self._workflow(body)
+        return Job(
+            job_id=job_id,
+            workflow=workflow,
+            inputs=check_inputs(body.get("inputs", []), self.limits, self.output_bucket),
+            output_prefix=prefix,
+            metadata=check_metadata(body.get("metadata", {}), self.limits.max_metadata_bytes),
+            form="v1",
+            pipeline=pipeline,
+            params=params,
+        )
+
+    def _workflow(
+        self, body: Mapping[str, Any]
+    ) -> tuple[dict[str, Any], str | None, dict[str, Any] | None]:
+        has_workflow, has_pipeline = "workflow" in body, "pipeline" in body
+        if has_workflow == has_pipeline:
+            raise _invalid(
+                'a job needs exactly one of "workflow" (a ComfyUI API-format prompt) '
+                'or "pipeline" (a name from pipelines/, with "params")'
+            )
+        if has_workflow:
+            if "params" in body:
+                raise _invalid('"params" only goes with "pipeline"')
+            return check_workflow(body["workflow"]), None, None
+        name, params = body["pipeline"], body.get("params", {})
+        if not isinstance(name, str) or not isinstance(params, dict):
+            raise _invalid('"pipeline" must be a name and "params" an object')
+        if self.pipelines is None:
+            raise _invalid("this worker has no pipelines configured (PIPELINES_DIR)")
+        rendered = self.pipelines.render(name, params)
+        return check_workflow(rendered.workflow), name, dict(rendered.params)
+
+    def _runpod(self, job_id: str, body: Mapping[str, Any], delivery: Delivery) -> Job:
+        unknown = sorted(set(body) - {"input", *RUNPOD_IGNORED})  # noqa: RUF100
+        if unknown:
+            raise _invalid(
+                f'unknown field(s) {unknown} next to "input"; a Runpod body has '
+                '"input" (and optionally webhook/policy, which are ignored here)'
+            )
+        inner = body["input"]
+        if not isinstance(inner, dict):
+            raise _invalid('"input" must be an object: {"workflow": {...}, "images": [...]}')
+        unknown = sorted(set(inner) - set(RUNPOD_INPUT_FIELDS))
+        if unknown:
+            raise _invalid(
+                f'unknown field(s) {unknown} in "input"; accepted: {list(RUNPOD_INPUT_FIELDS)}'
+            )
+        if "workflow" not in inner:
+            raise _invalid('"input.workflow" is required (a ComfyUI API-format prompt)')
+        images = inner.get("images", [])
+        if not isinstance(images, list):
+            raise _invalid('"input.images" must be a list of {"name": ..., "image": <base64>}')
+        inputs = [_runpod_image(i, image) for i, image in enumerate(images)]
+        warnings = [
+            f"ignored Runpod field {name!r}: {RUNPOD_IGNORED[name]}"
+            for name in sorted(set(body) & set(RUNPOD_IGNORED))
+        ]
+        if "comfy_org_api_key" in inner:
+            warnings.append("ignored input.comfy_org_api_key: API nodes are disabled here")
+        return Job(
+            job_id=job_id,
+            workflow=check_workflow(inner["workflow"]),
+            inputs=check_inputs(inputs, self.limits, self.output_bucket),
+            form="runpod",
+            warnings=tuple(warnings),
+        )
+
+    def _refuse(self, delivery: Delivery, message: str) -> Any:
+        raise Refused(delivery.message_id, "", _invalid(message))
+
+
+def _runpod_image(index: int, image: Any) -> Any:
+    """Runpod's ``{"name", "image"}`` becomes v1's ``{"name", "data"}`` (data URLs allowed)."""
+    if not isinstance(image, dict) or set(image) != {"name", "image"}:
+        raise _invalid(f'input.images[{index}] must be {{"name": "x.png", "image": <base64>}}')
+    return {"name": image["name"], "data": image["image"]}
+
+
+def _invalid(message: str) -> JobFailed:
+    return JobFailed(ErrorType.INVALID_JOB, message)
+
+
+__all__ = ["InputFile", "Parser", "Refused"]

@@ -1,0 +1,105 @@
+"""The result document: ``result.json`` and the completion event carry the same JSON.
+
+Version 1 fields: ``version, job_id, status, outputs[], error, timings, delivery_attempt, worker,
+metadata, result_uri, message_id, form, pipeline, params, warnings, finished_at``. Event attributes:
+``job_id`` and ``status``. Consumers must tolerate duplicates (at-least-once) and unknown fields.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any, Literal
+
+from worker.config import Identity
+from worker.errors import JobFailed
+from worker.job import StoredOutput
+from worker.storage import uri as gsuri
+
+RESULT_NAME = "result.json"
+VERSION = 1
+Status = Literal["succeeded", "failed"]
+
+
+def job_folder(output_uri: str, prefix: str, job_id: str) -> str:
+    """``<OUTPUT_URI>/[prefix/]<job_id>``: where a job's outputs and result.json lie."""
+    return gsuri.join(output_uri, prefix, job_id)
+
+
+@dataclass
+class Timings:
+    inputs_s: float = 0.0
+    execution_s: float = 0.0
+    upload_s: float = 0.0
+    total_s: float = 0.0
+    nodes: Mapping[str, float] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        doc: dict[str, Any] = {
+            "inputs_s": round(self.inputs_s, 4),
+            "execution_s": round(self.execution_s, 4),
+            "upload_s": round(self.upload_s, 4),
+            "total_s": round(self.total_s, 4),
+        }
+        if self.nodes:
+            doc["nodes"] = {k: round(v, 4) for k, v in self.nodes.items()}
+        return doc
+
+
+@dataclass(frozen=True)
+class JobContext:
+    """What a result says about where the job came from (filled in before execution)."""
+
+    job_id: str
+    message_id: str
+    delivery_attempt: int | None
+    folder: str
+    form: str | None = None
+    metadata: Mapping[str, Any] = field(default_factory=dict)
+    pipeline: str | None = None
+    params: Mapping[str, Any] | None = None
+
+
+def build(
+    ctx: JobContext,
+    *,
+    status: Status,
+    outputs: Sequence[StoredOutput],
+    error: JobFailed | None,
+    timings: Timings,
+    identity: Identity,
+    warnings: Sequence[str] = (),
+) -> dict[str, Any]:
+    return {
+        "version": VERSION,
+        "job_id": ctx.job_id,
+        "status": status,
+        "outputs": [o.to_dict() for o in outputs],
+        "error": error.to_dict() if error else None,
+        "timings": timings.to_dict(),
+        "delivery_attempt": ctx.delivery_attempt,
+        "worker": {
+            "job": identity.job,
+            "execution": identity.execution,
+            "task_index": identity.task_index,
+            "task_attempt": identity.task_attempt,
+        },
+        "metadata": dict(ctx.metadata),
+        "result_uri": f"{ctx.folder}/{RESULT_NAME}",
+        "message_id": ctx.message_id,
+        "form": ctx.form,
+        "pipeline": ctx.pipeline,
+        "params": dict(ctx.params) if ctx.params is not None else None,
+        "warnings": list(warnings),
+        "finished_at": datetime.now(UTC).isoformat(),
+    }
+
+
+def encode(doc: Mapping[str, Any]) -> bytes:
+    return json.dumps(doc, indent=2, sort_keys=False).encode()
+
+
+def attributes(doc: Mapping[str, Any]) -> dict[str, str]:
+    return {"job_id": str(doc["job_id"]), "status": str(doc["status"])}

@@ -1,0 +1,59 @@
+"""Bounded retries with backoff for calls to Pub/Sub and GCS.
+
+The client libraries' own retries are silent (DEBUG logs on non-propagating loggers) and some retry
+forever; the worker turns them off and retries here instead, so that an outage is visible at
+WARNING and ends, after ``budget_s``, in a ``Transient`` error that names the operation.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from typing import TypeVar
+
+import tenacity
+
+from worker import logs
+from worker.errors import Transient
+
+T = TypeVar("T")
+log = logging.getLogger(__name__)
+
+
+def call(
+    fn: Callable[[], T],
+    *,
+    what: str,
+    budget_s: float,
+    retryable: tuple[type[BaseException], ...],
+    initial_s: float = 0.25,
+    max_wait_s: float = 8.0,
+) -> T:
+    """Call ``fn`` until it succeeds, a non-retryable error escapes, or ``budget_s`` is spent."""
+
+    def warn(state: tenacity.RetryCallState) -> None:
+        exc = state.outcome.exception() if state.outcome else None
+        logs.event(
+            log,
+            f"{what} failed, retrying",
+            logging.WARNING,
+            attempt=state.attempt_number,
+            error=f"{type(exc).__name__}: {exc}",
+            elapsed_s=round(state.seconds_since_start or 0.0, 2),
+        )
+
+    retrying = tenacity.Retrying(
+        stop=tenacity.stop_after_delay(budget_s),
+        wait=tenacity.wait_exponential_jitter(
+            multiplier=initial_s, max=max_wait_s, jitter=initial_s
+        ),
+        retry=tenacity.retry_if_exception_type(retryable),
+        before_sleep=warn,
+        reraise=True,
+    )
+    try:
+        return retrying(fn)
+    except retryable as exc:
+        raise Transient(
+            f"{what} still failing after {budget_s:.0f} s: {type(exc).__name__}: {exc}"
+        ) from exc

@@ -1,0 +1,368 @@
+"""The job loop: receive -> prepare -> execute -> finish, until a reason to exit.
+
+Three things overlap so that the executor (the GPU) never waits on the worker:
+- while job N executes, one more message is pulled and prepared (parsed, checked for an existing
+  result, inputs staged) on the ``prefetch`` thread;
+- job N-1's outputs, ``result.json``, event and ack are handled by the ``Finisher`` thread;
+- the control loop (this module, on the caller's thread) only hands work between them and watches
+  for stop requests, the job timeout and the task budget.
+
+At most one message is held beyond the one executing, and only while a job runs; an idle worker
+holds at most the message its pull just returned. Every outcome goes through
+``worker.settle.decide``; the ``Settler`` is the only thing that acks or nacks.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+import time
+from collections import deque
+from dataclasses import dataclass
+from enum import Enum
+from typing import Any
+
+from worker import logs
+from worker.config import Settings
+from worker.errors import (
+    ErrorType,
+    Interrupted,
+    JobFailed,
+    ServiceUnavailable,
+    Stopped,
+    WorkerBroken,
+)
+from worker.events.base import EventPublisher
+from worker.executor.base import ExecRequest, ExecResult, Executor, Progress, ProgressSink
+from worker.finisher import Finished, Finisher
+from worker.parse import Parser
+from worker.prepare import Prepared, prepare
+from worker.settle import Halt, Health, Settler, decide
+from worker.sources.base import JobSource
+from worker.storage.base import ObjectStore
+from worker.tasks import Task
+
+log = logging.getLogger(__name__)
+POLL_S = 0.05  # how often the control loop looks at stop requests while it waits
+
+
+class ExitReason(Enum):
+    IDLE = "idle"  # nothing to do for IDLE_EXIT_S
+    MAX_JOBS = "max_jobs"
+    BUDGET = "budget"  # the task's time budget (TASK_TIMEOUT_S - STOP_MARGIN_S) ran out
+    DRAINED = "drained"  # a finite source (manifest) has no more work
+    STOPPED = "stopped"  # stop() was called (SIGTERM)
+    BROKEN = "broken"  # the executor can't run jobs
+    UNAVAILABLE = "unavailable"  # Pub/Sub or GCS unreachable
+
+
+@dataclass(frozen=True)
+class Acquired:
+    prepared: Prepared | None  # a runnable job, or None
+    saw_work: bool  # some message arrived (maybe settled without running)
+    empty: bool  # the source had nothing: for a finite source, the work is done
+
+
+class Runner:
+    def __init__(
+        self,
+        settings: Settings,
+        source: JobSource,
+        executor: Executor,
+        store: ObjectStore,
+        publisher: EventPublisher,
+        parser: Parser,
+        *,
+        progress_publisher: EventPublisher | None = None,
+        started_at: float | None = None,
+    ) -> None:
+        self._settings = settings
+        self._t = settings.timeouts
+        self._source = source
+        self._executor = executor
+        self._store = store
+        self._parser = parser
+        self._progress_publisher = progress_publisher
+        self._started_at = started_at if started_at is not None else time.monotonic()
+        self._health = Health(settings.max_consecutive_transient)
+        self._settler = Settler(source, self._health)
+        self._finisher = Finisher(store, publisher, self._settler, settings.identity)
+        self._stop = threading.Event()
+        self._stop_requested_at: float | None = None
+        self._taken = 0
+        self._taken_lock = threading.Lock()
+        self._recent_exec_s: deque[float] = deque(maxlen=5)
+        self._pending: Task[Acquired] | None = None
+        self._last_work = time.monotonic()
+        self.jobs_executed = 0
+
+    # -- public -----------------------------------------------------------------------------
+
+    def stop(self) -> None:
+        """Ask the loop to stop: no more pulls, the running job is interrupted and nacked.
+        Safe to call from a signal handler (it only sets a flag)."""
+        if self._stop_requested_at is None:
+            self._stop_requested_at = time.monotonic()
+        self._stop.set()
+
+    def run(self) -> ExitReason:
+        try:
+            self._executor.start()
+        except Exception as exc:
+            logs.event(
+                log, "executor failed to start", logging.ERROR, error=f"{type(exc).__name__}: {exc}"
+            )
+            self._finisher.close(1.0)
+            return ExitReason.BROKEN
+        logs.event(log, "worker.ready", boot_s=round(time.monotonic() - self._started_at, 3))
+        reason = ExitReason.BROKEN
+        try:
+            reason = self._loop()
+        finally:
+            self._shutdown(reason)
+        logs.event(
+            log,
+            "worker.exit",
+            reason=reason.value,
+            jobs_executed=self.jobs_executed,
+            uptime_s=round(time.monotonic() - self._started_at, 3),
+        )
+        return reason
+
+    # -- the loop -----------------------------------------------------------------------------
+
+    def _loop(self) -> ExitReason:
+        while True:
+            reason = self._exit_reason()
+            if reason is not None:
+                return reason
+            if self._pending is None:
+                self._pending = Task(self._acquire, "prefetch")
+            if not self._wait(self._pending):
+                continue  # stop requested while pulling: _exit_reason says so next
+            task, self._pending = self._pending, None
+            try:
+                got = task.result()
+            except ServiceUnavailable as exc:
+                logs.event(log, "job source unavailable", logging.ERROR, error=str(exc))
+                return ExitReason.UNAVAILABLE
+            except Exception as exc:
+                logs.event(
+                    log,
+                    "receiving failed",
+                    logging.ERROR,
+                    error=f"{type(exc).__name__}: {exc}",
+                    exc_info=True,
+                )
+                return ExitReason.BROKEN
+            if got.saw_work:
+                self._last_work = time.monotonic()
+            if got.prepared is not None:
+                self._run_one(got.prepared)
+            elif got.empty and self._source.finite:
+                return ExitReason.DRAINED
+
+    def _exit_reason(self) -> ExitReason | None:
+        halt = self._health.halt
+        if halt is Halt.BROKEN:
+            return ExitReason.BROKEN
+        if halt is Halt.UNAVAILABLE:
+            return ExitReason.UNAVAILABLE
+        if self._stop.is_set():
+            return ExitReason.STOPPED
+        if self._settings.max_jobs and self._taken >= self._settings.max_jobs:
+            return ExitReason.MAX_JOBS
+        if not self._time_for_another_job():
+            return ExitReason.BUDGET
+        idle_s = time.monotonic() - self._last_work
+        if self._pending is None and idle_s >= self._t.idle_exit_s and not self._source.finite:
+            return ExitReason.IDLE
+        return None
+
+    def _time_for_another_job(self) -> bool:
+        """Start a job only if, judging by recent ones, it can end before the budget does."""
+        expected = max(self._recent_exec_s, default=0.0)
+        return time.monotonic() + expected < self._stop_at()
+
+    def _stop_at(self) -> float:
+        return self._started_at + self._t.task_s - self._t.stop_margin_s
+
+    def _wait(self, task: Task[Any]) -> bool:
+        """Wait for ``task`` unless a stop is requested first. True when it finished."""
+        while not task.wait(POLL_S):
+            if self._stop.is_set():
+                return False
+        return True
+
+    # -- receiving ---------------------------------------------------------------------------
+
+    def _acquire(self) -> Acquired:
+        """On the prefetch thread: pull until a runnable job, an empty pull, or a stop.
+
+        Messages that end before execution (refused, already done, bad inputs) are settled
+        here, so a burst of bad messages never makes the executor wait.
+        """
+        saw_work = False
+        while not self._stop.is_set() and self._may_take():
+            delivery = self._source.receive(self._t.pull_s)
+            if delivery is None:
+                return Acquired(None, saw_work, empty=True)
+            saw_work = True
+            with self._taken_lock:
+                self._taken += 1
+            prepared = prepare(delivery, self._parser, self._store, self._settings)
+            logs.event(
+                log,
+                "job.received",
+                job_id=prepared.ctx.job_id,
+                message_id=delivery.message_id,
+                delivery_attempt=delivery.delivery_attempt,
+                form=prepared.job.form if prepared.job else None,
+                inputs_s=round(prepared.inputs_s, 4),
+            )
+            if prepared.runnable:
+                if self._stop.is_set():
+                    self._settle_unrun(prepared, Stopped("stop requested before the job ran"))
+                    return Acquired(None, saw_work, empty=False)
+                return Acquired(prepared, saw_work, empty=False)
+            self._settle_unrun(prepared, prepared.early)
+        return Acquired(None, saw_work, empty=False)
+
+    def _may_take(self) -> bool:
+        max_jobs = self._settings.max_jobs
+        return (not max_jobs or self._taken < max_jobs) and self._time_for_another_job()
+
+    def _settle_unrun(self, prepared: Prepared, outcome: BaseException | None) -> None:
+        decision = decide(outcome)
+        if decision.record_result:  # refused / bad input: a failed result, or a re-publish
+            self._finisher.submit(Finished(prepared, outcome))
+        else:
+            self._settler.settle(prepared.delivery, decision, prepared.ctx.job_id, outcome)
+            prepared.cleanup()
+
+    # -- executing ---------------------------------------------------------------------------
+
+    def _run_one(self, prepared: Prepared) -> None:
+        assert prepared.job is not None
+        job = prepared.job
+        request = ExecRequest(
+            job.job_id,
+            job.workflow,
+            prepared.input_dir,
+            prepared.output_dir,
+            progress=self._progress_sink(job.job_id),
+        )
+        logs.event(
+            log,
+            "job.started",
+            job_id=job.job_id,
+            inputs_s=round(prepared.inputs_s, 4),
+            delivery_attempt=prepared.ctx.delivery_attempt,
+            waited_s=round(time.monotonic() - prepared.received_at, 4),
+        )
+        execution = Task(lambda: self._executor.execute(request), "executor")
+        # Only now, with a job running, may one more message be pulled.
+        if self._pending is None and not self._stop.is_set():
+            self._pending = Task(self._acquire, "prefetch")
+        outcome, result = self._await_execution(execution)
+        execution_s = (execution.finished_at or time.monotonic()) - execution.started_at
+        self.jobs_executed += 1
+        self._recent_exec_s.append(execution_s)
+        self._last_work = time.monotonic()
+        decision = decide(outcome)
+        if decision.record_result:
+            self._finisher.submit(Finished(prepared, outcome, result, execution_s))
+        else:
+            self._settler.settle(prepared.delivery, decision, job.job_id, outcome)
+            prepared.cleanup()
+
+    def _await_execution(
+        self, execution: Task[ExecResult]
+    ) -> tuple[BaseException | None, ExecResult | None]:
+        deadline = execution.started_at + self._t.job_s
+        interrupted_for: str | None = None
+        interrupted_at = 0.0
+        while not execution.wait(POLL_S):
+            now = time.monotonic()
+            if interrupted_for is None:
+                if self._stop.is_set() or now >= self._stop_at():
+                    interrupted_for = "stop"
+                elif now >= deadline:
+                    interrupted_for = "timeout"
+                if interrupted_for is not None:
+                    interrupted_at = now
+                    self._executor.interrupt()
+            elif now - interrupted_at > self._interrupt_grace_s(interrupted_for):
+                return WorkerBroken(
+                    f"the executor did not stop within "
+                    f"{self._interrupt_grace_s(interrupted_for):.0f} s of an "
+                    "interrupt"
+                ), None
+        try:
+            return None, execution.result()
+        except Interrupted:
+            if interrupted_for == "timeout":
+                return JobFailed(
+                    ErrorType.TIMEOUT,
+                    f"the job ran longer than JOB_TIMEOUT_S="
+                    f"{self._t.job_s:.0f} s and was interrupted",
+                ), None
+            return Stopped("interrupted by a stop request"), None
+        except Exception as exc:
+            return exc, None
+
+    def _interrupt_grace_s(self, why: str) -> float:
+        # On a stop, leave time inside Cloud Run's 10 s to nack and exit.
+        return max(1.0, self._t.shutdown_grace_s - 2.0) if why == "stop" else 30.0
+
+    def _progress_sink(self, job_id: str) -> ProgressSink:
+        publisher = self._progress_publisher
+
+        def sink(progress: Progress) -> None:
+            logs.event(
+                log,
+                "job.progress",
+                job_id=job_id,
+                node_id=progress.node_id,
+                value=progress.value,
+                total=progress.total,
+            )
+            if publisher is not None:
+                data = json.dumps(
+                    {
+                        "job_id": job_id,
+                        "status": "running",
+                        "node_id": progress.node_id,
+                        "value": progress.value,
+                        "total": progress.total,
+                    }
+                ).encode()
+                publisher.publish_nowait(data, {"job_id": job_id, "status": "running"})
+
+        return sink
+
+    # -- shutting down -------------------------------------------------------------------------
+
+    def _shutdown(self, reason: ExitReason) -> None:
+        stopping = reason in (ExitReason.STOPPED, ExitReason.BROKEN, ExitReason.UNAVAILABLE)
+        start = self._stop_requested_at or time.monotonic()
+        grace = self._t.shutdown_grace_s if stopping else self._t.service_retry_s + 30.0
+        # Never plan past the hard end of the task (Cloud Run kills it at TASK_TIMEOUT_S).
+        deadline = min(start + grace, self._started_at + self._t.task_s - 2.0)
+        self._stop.set()  # the prefetch thread pulls no more
+        # A pull returns within PULL_TIMEOUT_S; whatever it got is handed back now.
+        wait_s = max(0.0, min(deadline - time.monotonic(), self._t.pull_s))
+        if self._pending is not None and self._pending.wait(wait_s):
+            try:
+                prepared = self._pending.result().prepared
+            except Exception:
+                prepared = None
+            if prepared is not None:
+                self._settle_unrun(prepared, Stopped("the worker is shutting down"))
+        for left in self._finisher.close(max(0.0, deadline - time.monotonic() - 0.5)):
+            reason_exc = Stopped("shutdown before its result was recorded")
+            self._settler.settle(
+                left.prepared.delivery, decide(reason_exc), left.prepared.ctx.job_id, reason_exc
+            )
+        self._source.close()
