@@ -1,0 +1,66 @@
+# syntax=docker/dockerfile:1
+# The worker image: a CUDA 12 base, one virtual env (/opt/venv) with the pinned cu126 torch set and
+# the worker's libraries, ComfyUI at a pinned release (/opt/comfyui), the worker's code (/app).
+# No models: they come from a GCS volume mount or a manifest download (docs/deploy.md).
+#
+# The base image, the ComfyUI source and the wheel index are build arguments, so the same file
+# builds offline in scripts/check-deploy --image (a debootstrap'd Debian base, a local git daemon).
+
+# "base" flavour: CUDA's runtime libraries come with the torch wheels, so the bigger "runtime"
+# flavour would ship a second copy of cuBLAS/cuDNN. The L4 driver (535) is mounted by Cloud Run.
+ARG BASE_IMAGE=nvidia/cuda:12.6.3-base-ubuntu24.04
+
+FROM ${BASE_IMAGE} AS build
+ARG PIP_INDEX_URL=https://pypi.org/simple
+ARG COMFYUI_REPO=https://github.com/comfyanonymous/ComfyUI.git
+ARG COMFYUI_REF=v0.33.0
+ARG COMFYUI_COMMIT=2f35f4a08176d993cded35dac3332be4f7287f41
+# Space-separated URL@COMMIT list of custom nodes (none by default).
+ARG CUSTOM_NODES=
+ENV DEBIAN_FRONTEND=noninteractive \
+    PIP_NO_CACHE_DIR=1 \
+    PIP_DISABLE_PIP_VERSION_CHECK=1 \
+    PIP_INDEX_URL=${PIP_INDEX_URL}
+SHELL ["/bin/bash", "-o", "pipefail", "-c"]
+# Unpinned apt packages on purpose: the base tag pins the distribution, and its security
+# updates are wanted (hadolint DL3008 is skipped for this reason in scripts/check-deploy).
+RUN apt-get update \
+ && apt-get install -y --no-install-recommends python3 python3-venv git ca-certificates \
+ && rm -rf /var/lib/apt/lists/*
+RUN python3 -m venv /opt/venv
+# torch and friends first: the biggest layer, and it changes least often.
+COPY requirements.txt /src/requirements.txt
+RUN /opt/venv/bin/pip install -r /src/requirements.txt
+COPY scripts/install-comfyui /src/scripts/install-comfyui
+RUN nodes=(); for n in ${CUSTOM_NODES}; do nodes+=(--custom-node "$n"); done; \
+    /src/scripts/install-comfyui --dir /opt/comfyui --python /opt/venv/bin/python \
+      --repo "${COMFYUI_REPO}" --ref "${COMFYUI_REF}" --commit "${COMFYUI_COMMIT}" \
+      --constraints /src/requirements.txt "${nodes[@]}" \
+ && /opt/venv/bin/python -m compileall -q /opt/comfyui
+
+FROM ${BASE_IMAGE}
+ENV DEBIAN_FRONTEND=noninteractive
+# git stays: custom nodes and ComfyUI's version reporting call it at run time.
+RUN apt-get update \
+ && apt-get install -y --no-install-recommends python3 git ca-certificates \
+ && rm -rf /var/lib/apt/lists/* \
+ && useradd --create-home --uid 10001 --user-group worker \
+ && git config --system --add safe.directory /opt/comfyui \
+ && git config --system --add safe.directory '/opt/comfyui/custom_nodes/*'
+COPY --from=build /opt/venv /opt/venv
+# Owned by the runtime user: ComfyUI writes its user/ and temp/ folders next to its code, and git
+# refuses ("dubious ownership") a checkout owned by someone else.
+COPY --from=build --chown=worker:worker /opt/comfyui /opt/comfyui
+COPY --chown=worker:worker worker /app/worker
+COPY --chown=worker:worker pipelines /app/pipelines
+RUN /opt/venv/bin/python -m compileall -q /app
+ENV PATH=/opt/venv/bin:${PATH} \
+    PYTHONPATH=/app \
+    PYTHONUNBUFFERED=1 \
+    PYTHONDONTWRITEBYTECODE=1 \
+    COMFYUI_DIR=/opt/comfyui \
+    HOME=/home/worker
+USER 10001:10001
+WORKDIR /app
+ENTRYPOINT ["python", "-m", "worker"]
+CMD ["run"]
