@@ -31,7 +31,7 @@ from worker.job import Delivery
 from worker.storage.base import AccessDenied, ObjectStore, ObjectTooLarge
 
 log = logging.getLogger(__name__)
-PROGRESS_EVERY_S = 30.0
+PROGRESS_EVERY_S = 30.0  # log done / total at least this often, and at every tenth
 
 
 @dataclass
@@ -149,7 +149,8 @@ class ManifestSource:
             self.done += 1
             self._cond.notify_all()
             now = time.monotonic()
-            if self.done == self.total or now - self._last_log >= PROGRESS_EVERY_S:
+            tenth = max(1, self.total // 10)
+            if self.done % tenth == 0 or now - self._last_log >= PROGRESS_EVERY_S:
                 self._last_log = now
                 logs.event(
                     log, "manifest.progress", manifest=self.uri, done=self.done, total=self.total
