@@ -24,7 +24,10 @@ def _convert(prop: dict[str, Any]) -> dict[str, Any]:
         return {"type": "array", "items": _convert(prop["items"])}
     if kind == "object":
         if "additionalProperties" in prop:
-            return {"type": "object", "additionalProperties": _convert(prop["additionalProperties"])}
+            return {
+                "type": "object",
+                "additionalProperties": _convert(prop["additionalProperties"]),
+            }
         return {"type": "object"}
     if kind == "string" and prop.get("format") in ("int64", "uint64"):
         # JSON's encoding of 64-bit integers is a string; the API also takes a number.

@@ -1,4 +1,4 @@
-"""A recording stand-in for the Cloud Run Admin API (v1), reached through gcloud's HTTP proxy setting.
+"""A recording stand-in for the Cloud Run Admin API (v1), reached as gcloud's HTTP proxy.
 
 gcloud turns an API endpoint override into a regional host (``us-central1-run.test``), which no
 resolver knows; as gcloud's HTTP proxy, this server receives each request with its absolute URL
@@ -47,7 +47,7 @@ def _ready(job: dict[str, Any]) -> dict[str, Any]:
 
 def _handler(rec: Recorder) -> type[BaseHTTPRequestHandler]:
     class Handler(BaseHTTPRequestHandler):
-        def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 (stdlib's name)
+        def log_message(self, format: str, *args: Any) -> None:
             pass
 
         def _answer(self, code: int, payload: dict[str, Any]) -> None:

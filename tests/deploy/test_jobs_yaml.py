@@ -54,7 +54,9 @@ def task_spec(doc: dict[str, Any]) -> dict[str, Any]:
 def test_job_files_follow_the_cloud_run_v1_schema(
     name: str, validator: jsonschema.Draft202012Validator
 ) -> None:
-    errors = [f"{list(e.absolute_path)}: {e.message}" for e in validator.iter_errors(jobfiles.load(name))]
+    errors = [
+        f"{list(e.absolute_path)}: {e.message}" for e in validator.iter_errors(jobfiles.load(name))
+    ]
     assert errors == []
 
 

@@ -1,0 +1,125 @@
+# Service accounts, each with only what it uses, granted on the resource itself where it can be.
+
+resource "google_service_account" "worker" {
+  account_id   = "comfy-worker"
+  display_name = "ComfyUI worker (Cloud Run job comfy-worker)"
+  depends_on   = [google_project_service.enabled]
+}
+
+resource "google_service_account" "dispatcher" {
+  account_id   = "comfy-dispatcher"
+  display_name = "Dispatcher (Cloud Run job comfy-dispatch, started by Cloud Scheduler)"
+  depends_on   = [google_project_service.enabled]
+}
+
+resource "google_service_account" "deployer" {
+  account_id   = "comfy-deployer"
+  display_name = "Build pipeline: pushes the image, replaces the Cloud Run jobs"
+  depends_on   = [google_project_service.enabled]
+}
+
+# --- worker: pull its subscription, publish results, write outputs, read inputs and models.
+resource "google_pubsub_subscription_iam_member" "worker_pulls_jobs" {
+  subscription = google_pubsub_subscription.jobs.id
+  role         = "roles/pubsub.subscriber"
+  member       = local.worker_member
+}
+
+resource "google_pubsub_topic_iam_member" "worker_publishes_results" {
+  topic  = google_pubsub_topic.results.id
+  role   = "roles/pubsub.publisher"
+  member = local.worker_member
+}
+
+# Create-only: the worker never overwrites (if_generation_match=0) nor deletes an object.
+resource "google_storage_bucket_iam_member" "worker_creates_outputs" {
+  bucket = google_storage_bucket.outputs.name
+  role   = "roles/storage.objectCreator"
+  member = local.worker_member
+}
+
+# Reads result.json (redelivered jobs) and inputs staged in the output bucket.
+resource "google_storage_bucket_iam_member" "worker_reads_outputs" {
+  bucket = google_storage_bucket.outputs.name
+  role   = "roles/storage.objectViewer"
+  member = local.worker_member
+}
+
+resource "google_storage_bucket_iam_member" "worker_reads_models" {
+  bucket = google_storage_bucket.models.name
+  role   = "roles/storage.objectViewer"
+  member = local.worker_member
+}
+
+resource "google_storage_bucket_iam_member" "worker_reads_manifests" {
+  bucket = google_storage_bucket.manifests.name
+  role   = "roles/storage.objectViewer"
+  member = local.worker_member
+}
+
+# --- dispatcher: read the backlog metric, start worker executions, hold its lock objects.
+resource "google_project_iam_member" "dispatcher_reads_backlog" {
+  project = var.project_id
+  role    = "roles/monitoring.viewer"
+  member  = local.dispatch_member
+}
+
+# Project-wide because the jobs are created by `gcloud run jobs replace` after this apply, and a
+# binding on a job needs the job to exist. The role can run jobs (with overrides), not change them.
+resource "google_project_iam_member" "dispatcher_runs_jobs" {
+  project = var.project_id
+  role    = "roles/run.jobsExecutorWithOverrides"
+  member  = local.dispatch_member
+}
+
+resource "google_storage_bucket_iam_member" "dispatcher_creates_locks" {
+  bucket = google_storage_bucket.outputs.name
+  role   = "roles/storage.objectCreator"
+  member = local.dispatch_member
+  condition {
+    title      = "dispatch-lock-only"
+    expression = "resource.name.startsWith(\"projects/_/buckets/${google_storage_bucket.outputs.name}/objects/_dispatch/\")"
+  }
+}
+
+resource "google_storage_bucket_iam_member" "dispatcher_reads_locks" {
+  bucket = google_storage_bucket.outputs.name
+  role   = "roles/storage.objectViewer"
+  member = local.dispatch_member
+  condition {
+    title      = "dispatch-lock-only"
+    expression = "resource.name.startsWith(\"projects/_/buckets/${google_storage_bucket.outputs.name}/objects/_dispatch/\")"
+  }
+}
+
+# --- deployer (Cloud Build): push images, replace the jobs, act as the jobs' service accounts.
+resource "google_artifact_registry_repository_iam_member" "deployer_pushes" {
+  location   = google_artifact_registry_repository.images.location
+  repository = google_artifact_registry_repository.images.name
+  role       = "roles/artifactregistry.writer"
+  member     = local.deploy_member
+}
+
+resource "google_project_iam_member" "deployer_deploys_jobs" {
+  project = var.project_id
+  role    = "roles/run.developer"
+  member  = local.deploy_member
+}
+
+resource "google_project_iam_member" "deployer_writes_logs" {
+  project = var.project_id
+  role    = "roles/logging.logWriter"
+  member  = local.deploy_member
+}
+
+resource "google_service_account_iam_member" "deployer_acts_as_worker" {
+  service_account_id = google_service_account.worker.name
+  role               = "roles/iam.serviceAccountUser"
+  member             = local.deploy_member
+}
+
+resource "google_service_account_iam_member" "deployer_acts_as_dispatcher" {
+  service_account_id = google_service_account.dispatcher.name
+  role               = "roles/iam.serviceAccountUser"
+  member             = local.deploy_member
+}

@@ -1,0 +1,44 @@
+variable "project_id" {
+  description = "The Google Cloud project to deploy into."
+  type        = string
+}
+
+variable "region" {
+  description = "Region of the Cloud Run jobs, the buckets and Artifact Registry; it must offer L4 GPUs for Cloud Run (e.g. us-central1, europe-west1, europe-west4, asia-southeast1)."
+  type        = string
+  default     = "us-central1"
+}
+
+variable "billing_account" {
+  description = "Billing account id (XXXXXX-XXXXXX-XXXXXX) for the budget alert."
+  type        = string
+}
+
+variable "monthly_budget_usd" {
+  description = "Monthly budget; alerts at 50 %, 90 % and 100 % of it."
+  type        = number
+  default     = 500
+}
+
+variable "alert_email" {
+  description = "Where alert policies and the budget send their notifications."
+  type        = string
+}
+
+variable "output_retention_days" {
+  description = "Outputs (images, result.json) are deleted this many days after they were written."
+  type        = number
+  default     = 30
+}
+
+variable "dispatch_schedule" {
+  description = "Cron schedule of the dispatcher, which starts worker executions when jobs wait."
+  type        = string
+  default     = "*/2 * * * *"
+}
+
+variable "force_destroy_buckets" {
+  description = "Let terraform destroy non-empty buckets (for throwaway projects only)."
+  type        = bool
+  default     = false
+}
