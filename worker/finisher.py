@@ -53,12 +53,29 @@ class Finisher:
         self._identity = identity
         self._queue: queue.Queue[Finished | None] = queue.Queue(maxsize=depth)
         self._busy: Finished | None = None
+        self._unrecorded: dict[str, int] = {}  # job id -> items queued or in progress
+        self._recorded = threading.Condition()
         self._thread = threading.Thread(target=self._run, name="finisher", daemon=True)
         self._thread.start()
 
     def submit(self, item: Finished) -> None:
         """Queue a finished job; blocks while the queue is full (backpressure)."""
+        job_id = item.prepared.ctx.job_id
+        with self._recorded:
+            self._unrecorded[job_id] = self._unrecorded.get(job_id, 0) + 1
         self._queue.put(item)
+
+    def wait_recorded(self, job_id: str, timeout_s: float) -> bool:
+        """Wait until no item for ``job_id`` is queued or being recorded; False if any was.
+
+        Lets the runner notice a duplicate of a job it has just run (a producer that published
+        twice) before spending executor time on it: once recorded, its result.json exists.
+        """
+        with self._recorded:
+            if not self._unrecorded.get(job_id):
+                return False
+            self._recorded.wait_for(lambda: not self._unrecorded.get(job_id), timeout_s)
+            return True
 
     def close(self, timeout_s: float) -> list[Finished]:
         """Finish what is queued within ``timeout_s``; return the items left unfinished."""
@@ -89,6 +106,16 @@ class Finisher:
             finally:
                 item.prepared.cleanup()
                 self._busy = None
+                self._done_with(item.prepared.ctx.job_id)
+
+    def _done_with(self, job_id: str) -> None:
+        with self._recorded:
+            left = self._unrecorded.get(job_id, 1) - 1
+            if left > 0:
+                self._unrecorded[job_id] = left
+            else:
+                self._unrecorded.pop(job_id, None)
+            self._recorded.notify_all()
 
     def _finish(self, item: Finished) -> None:
         prepared = item.prepared
@@ -126,9 +153,10 @@ class Finisher:
         if created is None:
             # Another attempt of this job finished first; its result stands and its own
             # delivery publishes (or re-publishes) the event.
+            self._settler.settle(prepared.delivery, decide(outcome), prepared.ctx.job_id)
             logs.event(log, "job.duplicate", job_id=prepared.ctx.job_id, winner="other attempt")
-        else:
-            self._publisher.publish(data, results.attributes(doc))
+            return
+        self._publisher.publish(data, results.attributes(doc))
         self._settler.settle(prepared.delivery, decide(outcome), prepared.ctx.job_id, outcome)
         self._log(prepared, doc, error)
 

@@ -37,7 +37,8 @@ from worker.events.base import EventPublisher
 from worker.executor.base import ExecRequest, ExecResult, Executor, Progress, ProgressSink
 from worker.finisher import Finished, Finisher
 from worker.parse import Parser
-from worker.prepare import Prepared, prepare
+from worker.prepare import MAX_RESULT_BYTES, Prepared, prepare
+from worker.result import RESULT_NAME
 from worker.settle import Halt, Health, Settler, decide
 from worker.sources.base import JobSource
 from worker.storage.base import ObjectStore
@@ -94,6 +95,7 @@ class Runner:
         self._taken_lock = threading.Lock()
         self._recent_exec_s: deque[float] = deque(maxlen=5)
         self._pending: Task[Acquired] | None = None
+        self._interrupted: tuple[Prepared, BaseException | None] | None = None
         self._last_work = time.monotonic()
         self.jobs_executed = 0
 
@@ -246,6 +248,8 @@ class Runner:
     def _run_one(self, prepared: Prepared) -> None:
         assert prepared.job is not None
         job = prepared.job
+        if self._is_duplicate_of_recent(prepared):
+            return
         request = ExecRequest(
             job.job_id,
             job.workflow,
@@ -273,9 +277,28 @@ class Runner:
         decision = decide(outcome)
         if decision.record_result:
             self._finisher.submit(Finished(prepared, outcome, result, execution_s))
+        elif decision.halt is Halt.STOP:
+            # Nacked in _shutdown, after the prefetch pull returns: nacked now, the message
+            # would go straight back to that pull and cost a second delivery attempt.
+            self._interrupted = (prepared, outcome)
         else:
             self._settler.settle(prepared.delivery, decision, job.job_id, outcome)
             prepared.cleanup()
+
+    def _is_duplicate_of_recent(self, prepared: Prepared) -> bool:
+        """Was this job id run here a moment ago (prepared before its result.json existed)?"""
+        if not self._finisher.wait_recorded(prepared.ctx.job_id, self._t.service_retry_s):
+            return False
+        try:
+            prepared.existing = self._store.get_bytes(
+                f"{prepared.ctx.folder}/{RESULT_NAME}", MAX_RESULT_BYTES
+            )
+        except Exception as exc:
+            prepared.early = exc
+        if prepared.existing is None and prepared.early is None:
+            return False
+        self._settle_unrun(prepared, prepared.early)
+        return True
 
     def _await_execution(
         self, execution: Task[ExecResult]
@@ -360,6 +383,9 @@ class Runner:
                 prepared = None
             if prepared is not None:
                 self._settle_unrun(prepared, Stopped("the worker is shutting down"))
+        if self._interrupted is not None:
+            prepared, outcome = self._interrupted
+            self._settle_unrun(prepared, outcome)
         for left in self._finisher.close(max(0.0, deadline - time.monotonic() - 0.5)):
             reason_exc = Stopped("shutdown before its result was recorded")
             self._settler.settle(

@@ -112,3 +112,8 @@ def build(settings: Settings) -> ScriptedExecutor:
 def workflow(**script: Any) -> dict[str, Any]:
     """A one-node workflow that tells the scripted executor what to do."""
     return {"1": {"class_type": "Scripted", "inputs": script}}
+
+
+def build_broken(settings: Settings) -> ScriptedExecutor:
+    """``EXECUTOR=tests.fakes.scripted:build_broken``: an executor whose start() fails."""
+    return ScriptedExecutor(start_fails=True)
