@@ -1,0 +1,251 @@
+"""Per-job worker overhead and GPU duty cycle of the job loop, against the emulators.
+
+    .venv/bin/python -m bench.loop_overhead [--jobs 200] [--exec-s 0.5 3]
+
+A backlog of N jobs goes through the Pub/Sub emulator and fake-gcs-server. The executor takes a
+fixed time and writes a 2 MB PNG. Two loops run in the same process on the same backlog size:
+
+- ``baseline``: the sequential loop a straightforward worker has (pull -> prepare -> execute ->
+  upload -> result.json -> event -> ack, one after the other), built from the same project pieces;
+- ``worker``: ``worker.runner.Runner`` (prefetch of the next job, recording in the background).
+
+Overhead per job = the gap between one execution's end and the next one's start (p50/p95);
+duty cycle = execution time / wall time from the first execution's start to the last one's end.
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import json
+import os
+import statistics
+import struct
+import tempfile
+import threading
+import time
+import uuid
+import zlib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from google.cloud import pubsub_v1, storage
+
+from worker import outputs as outputs_mod
+from worker import result as results
+from worker.config import Settings
+from worker.events.pubsub import PubSubPublisher
+from worker.executor.base import ExecRequest, ExecResult
+from worker.job import ProducedFile
+from worker.local import emulators
+from worker.parse import Parser
+from worker.prepare import prepare
+from worker.runner import Runner
+from worker.sources.pubsub import PubSubSource
+from worker.storage.gcs import GcsStore
+
+PROJECT = "bench-project"
+
+
+def png_bytes(target: int = 2 * 1024 * 1024) -> bytes:
+    """A valid, incompressible RGB PNG of about ``target`` bytes."""
+    side = int((target / 3) ** 0.5)
+    raw = b"".join(b"\x00" + os.urandom(side * 3) for _ in range(side))
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return (
+            struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+        )
+
+    header = struct.pack(">IIBBBBB", side, side, 8, 2, 0, 0, 0)
+    return (
+        b"\x89PNG\r\n\x1a\n"
+        + chunk(b"IHDR", header)
+        + chunk(b"IDAT", zlib.compress(raw, 0))
+        + chunk(b"IEND", b"")
+    )
+
+
+@dataclass
+class FixedExecutor:
+    """Sleeps ``exec_s`` (as a GPU would be busy) and writes the PNG; records its timings."""
+
+    exec_s: float
+    png: bytes
+    spans: list[tuple[float, float]] = field(default_factory=list)
+    _stop: threading.Event = field(default_factory=threading.Event)
+
+    def start(self) -> None:
+        pass
+
+    def interrupt(self) -> None:
+        self._stop.set()
+
+    def close(self) -> None:
+        pass
+
+    def execute(self, request: ExecRequest) -> ExecResult:
+        begin = time.monotonic()
+        self._stop.wait(self.exec_s)
+        path = request.output_dir / "image.png"
+        path.write_bytes(self.png)
+        self.spans.append((begin, time.monotonic()))
+        return ExecResult((ProducedFile(path, "image.png", "image", node_id="9"),))
+
+
+class Slice:
+    """Fresh topics, subscription and bucket on the emulators for one measured run."""
+
+    def __init__(self, tag: str, work: Path) -> None:
+        suffix = f"{tag}-{uuid.uuid4().hex[:6]}"
+        self.topic = f"projects/{PROJECT}/topics/jobs-{suffix}"
+        self.results = f"projects/{PROJECT}/topics/results-{suffix}"
+        self.subscription = f"projects/{PROJECT}/subscriptions/jobs-{suffix}"
+        self.bucket = f"bench-{suffix}"
+        pub = pubsub_v1.PublisherClient()
+        pub.create_topic(name=self.topic)
+        pub.create_topic(name=self.results)
+        pubsub_v1.SubscriberClient().create_subscription(
+            name=self.subscription, topic=self.topic, ack_deadline_seconds=60
+        )
+        storage.Client(project=PROJECT).create_bucket(self.bucket)
+        self.settings = Settings.from_env(
+            {
+                "GOOGLE_CLOUD_PROJECT": PROJECT,
+                "JOBS_SUBSCRIPTION": self.subscription,
+                "RESULTS_TOPIC": self.results,
+                "OUTPUT_URI": f"gs://{self.bucket}/out",
+                "WORK_DIR": str(work / suffix),
+                "IDLE_EXIT_S": "2",
+                "PULL_TIMEOUT_S": "1.5",
+                "LOG_LEVEL": "WARNING",
+            }
+        )
+        body = {"workflow": {"9": {"class_type": "Bench", "inputs": {}}}}
+        self.publisher = pub
+        self.body = json.dumps(body).encode()
+
+    def fill(self, jobs: int) -> None:
+        futures = [
+            self.publisher.publish(self.topic, self.body, job_id=f"job-{i:05d}")
+            for i in range(jobs)
+        ]
+        for f in futures:
+            f.result()
+
+    def pieces(self) -> tuple[PubSubSource, GcsStore, PubSubPublisher, Parser]:
+        s = self.settings
+        assert s.jobs_subscription and s.results_topic
+        source = PubSubSource(s.jobs_subscription, extension_s=60, max_lease_s=3600, budget_s=30)
+        return (
+            source,
+            GcsStore(PROJECT, 30),
+            PubSubPublisher(s.results_topic, 30),
+            Parser(s.limits, s.output_bucket),
+        )
+
+
+def run_baseline(sl: Slice, executor: FixedExecutor, jobs: int) -> None:
+    """The sequential loop: nothing overlaps the executor."""
+    source, store, publisher, parser = sl.pieces()
+    done = 0
+    while done < jobs:
+        delivery = source.receive(1.5)
+        if delivery is None:
+            continue
+        prepared = prepare(delivery, parser, store, sl.settings)
+        assert prepared.job is not None and prepared.runnable
+        request = ExecRequest(
+            prepared.job.job_id, prepared.job.workflow, prepared.input_dir, prepared.output_dir
+        )
+        out = executor.execute(request)
+        stored = outputs_mod.upload(out.outputs, prepared.ctx.folder, store)
+        doc = results.build(
+            prepared.ctx,
+            status="succeeded",
+            outputs=stored,
+            error=None,
+            timings=results.Timings(),
+            identity=sl.settings.identity,
+        )
+        data = results.encode(doc)
+        store.put_bytes_once(doc["result_uri"], data, "application/json")
+        publisher.publish(data, results.attributes(doc))
+        source.ack(delivery)
+        prepared.cleanup()
+        done += 1
+    source.close()
+    publisher.close()
+
+
+def run_worker(sl: Slice, executor: FixedExecutor, jobs: int) -> None:
+    source, store, publisher, parser = sl.pieces()
+    runner = Runner(sl.settings, source, executor, store, publisher, parser)
+    runner.run()
+    publisher.close()
+    assert runner.jobs_executed == jobs, runner.jobs_executed
+
+
+def summarize(spans: list[tuple[float, float]]) -> dict[str, float]:
+    gaps = sorted(b[0] - a[1] for a, b in itertools.pairwise(spans))
+    busy = sum(end - begin for begin, end in spans)
+    wall = spans[-1][1] - spans[0][0]
+    return {
+        "overhead_p50_ms": 1000 * statistics.median(gaps),
+        "overhead_p95_ms": 1000 * gaps[int(0.95 * (len(gaps) - 1))],
+        "duty_cycle_pct": 100 * busy / wall,
+        "wall_s": wall,
+    }
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--jobs", type=int, default=200)
+    ap.add_argument("--exec-s", type=float, nargs="+", default=[0.5, 3.0])
+    args = ap.parse_args()
+    png = png_bytes()
+    rows: list[dict[str, Any]] = []
+    with tempfile.TemporaryDirectory() as tmp:
+        work = Path(tmp)
+        ps = emulators.start_pubsub(work / "logs")
+        gcs = emulators.start_gcs(work / "logs")
+        os.environ["PUBSUB_EMULATOR_HOST"] = ps.host
+        os.environ["STORAGE_EMULATOR_HOST"] = f"http://{gcs.host}"
+        try:
+            for exec_s in args.exec_s:
+                for name, fn in (("baseline", run_baseline), ("worker", run_worker)):
+                    sl = Slice(name, work)
+                    sl.fill(args.jobs)
+                    executor = FixedExecutor(exec_s, png)
+                    fn(sl, executor, args.jobs)
+                    rows.append(
+                        {
+                            "loop": name,
+                            "exec_s": exec_s,
+                            "png_bytes": len(png),
+                            **summarize(executor.spans),
+                        }
+                    )
+                    print(json.dumps(rows[-1]), flush=True)
+        finally:
+            ps.stop()
+            gcs.stop()
+    print("\n| exec | loop | overhead p50 | overhead p95 | duty cycle |")
+    print("|---|---|---|---|---|")
+    for r in rows:
+        print(
+            f"| {r['exec_s']} s | {r['loop']} | {r['overhead_p50_ms']:.1f} ms | "
+            f"{r['overhead_p95_ms']:.1f} ms | {r['duty_cycle_pct']:.2f} % |"
+        )
+    for exec_s in args.exec_s:
+        base = next(r for r in rows if r["exec_s"] == exec_s and r["loop"] == "baseline")
+        ours = next(r for r in rows if r["exec_s"] == exec_s and r["loop"] == "worker")
+        print(
+            f"exec {exec_s} s: overhead p50 ratio baseline/worker = "
+            f"{base['overhead_p50_ms'] / max(ours['overhead_p50_ms'], 1e-3):.1f}x"
+        )
+
+
+if __name__ == "__main__":
+    main()
