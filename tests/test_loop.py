@@ -213,6 +213,12 @@ def test_idle_exit(cloud: Cloud) -> None:
     assert 2 <= time.monotonic() - started < 8
 
 
+def test_idle_time_counts_from_ready_not_from_boot(cloud: Cloud) -> None:
+    cloud.publish({"job_id": "after-boot", "workflow": workflow()})
+    assert run_worker(cloud, EXECUTOR="tests.fakes.scripted:build_slow_start") == ExitCode.OK
+    assert cloud.result("after-boot") is not None
+
+
 def test_broken_executor_exits_non_zero_and_hands_the_job_back(cloud: Cloud) -> None:
     cloud.publish({"job_id": "b1", "workflow": workflow(fail="broken")})
     cloud.publish({"job_id": "b2", "workflow": workflow()})

@@ -118,6 +118,7 @@ class Runner:
             self._finisher.close(1.0)
             return ExitReason.BROKEN
         logs.event(log, "worker.ready", boot_s=round(time.monotonic() - self._started_at, 3))
+        self._last_work = time.monotonic()  # idleness counts from ready, not from boot
         reason = ExitReason.BROKEN
         try:
             reason = self._loop()

@@ -30,14 +30,16 @@ _KINDS: dict[str, OutputKind] = {".png": "image", ".txt": "text", ".mp4": "video
 
 
 class ScriptedExecutor:
-    def __init__(self, start_fails: bool = False) -> None:
+    def __init__(self, start_fails: bool = False, start_s: float = 0.0) -> None:
         self.start_fails = start_fails
+        self.start_s = start_s
         self.started = 0
         self.executed: list[str] = []
         self._interrupt = threading.Event()
 
     def start(self) -> None:
         self.started += 1
+        time.sleep(self.start_s)  # a slow boot (imports, model downloads, warmup)
         if self.start_fails:
             raise WorkerBroken("scripted: start failed")
 
@@ -117,3 +119,8 @@ def workflow(**script: Any) -> dict[str, Any]:
 def build_broken(settings: Settings) -> ScriptedExecutor:
     """``EXECUTOR=tests.fakes.scripted:build_broken``: an executor whose start() fails."""
     return ScriptedExecutor(start_fails=True)
+
+
+def build_slow_start(settings: Settings) -> ScriptedExecutor:
+    """``EXECUTOR=tests.fakes.scripted:build_slow_start``: boots for 3 s, longer than idling."""
+    return ScriptedExecutor(start_s=3.0)
