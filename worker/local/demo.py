@@ -11,6 +11,7 @@ This is a developer tool, not part of the worker: it reads its few options from 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import subprocess
@@ -59,11 +60,9 @@ def create_resources() -> None:
     """Idempotent: topics, the job subscription (600 s deadline, backoff, dead-letter after 5)."""
     publisher, subscriber = pubsub_v1.PublisherClient(), pubsub_v1.SubscriberClient()
     for topic in TOPICS.values():
-        try:
+        with contextlib.suppress(gexc.AlreadyExists):
             publisher.create_topic(name=path("topics", topic))
-        except gexc.AlreadyExists:
-            pass
-    subscriptions = {
+    subscriptions: dict[str, dict[str, Any]] = {
         "jobs": {
             "topic": path("topics", TOPICS["jobs"]),
             "ack_deadline_seconds": 600,
@@ -79,14 +78,10 @@ def create_resources() -> None:
         "results-watch": {"topic": path("topics", TOPICS["results"])},
     }
     for name, spec in subscriptions.items():
-        try:
+        with contextlib.suppress(gexc.AlreadyExists):
             subscriber.create_subscription(request={"name": path("subscriptions", name), **spec})
-        except gexc.AlreadyExists:
-            pass
-    try:
+    with contextlib.suppress(gexc.Conflict):
         storage.Client(project=PROJECT).create_bucket(BUCKET)
-    except gexc.Conflict:
-        pass
 
 
 def submit() -> list[str]:
