@@ -1,0 +1,105 @@
+"""The GPU-only start-up steps of ComfyUI's ``main.py``, for a worker that does not run it.
+
+``main.py`` does three things on NVIDIA that change how the server behaves on an L4, all guarded
+here so they run only when a CUDA device is used:
+
+1. before torch is imported: ``import cuda_malloc``, which picks the cudaMallocAsync allocator
+   (``PYTORCH_CUDA_ALLOC_CONF``), and comfy-aimdo's ``control.init`` (DynamicVRAM);
+2. after ComfyUI's imports: ``comfy_aimdo.control.init_devices`` and, if it worked, the dynamic
+   model patcher (the default on NVIDIA since ComfyUI 0.16);
+3. after the custom nodes load: ``set_cudnn_benchmark()`` (custom nodes sometimes flip it).
+
+Keep these in step with ``main.py`` when the pinned release moves (tests/comfy checks the names).
+"""
+
+from __future__ import annotations
+
+import importlib
+import logging
+from pathlib import Path
+from typing import Any
+
+from worker import logs
+
+log = logging.getLogger(__name__)
+
+_NVIDIA_MARKERS = (
+    Path("/proc/driver/nvidia/version"),
+    Path("/dev/nvidiactl"),
+    Path("/dev/nvidia0"),
+)
+
+
+def nvidia_visible() -> bool:
+    """Whether an NVIDIA driver and device are visible, decided without importing torch."""
+    return any(p.exists() for p in _NVIDIA_MARKERS)
+
+
+def use_cuda(device: str) -> bool:
+    return device == "cuda" or (device == "auto" and nvidia_visible())
+
+
+def before_torch(args: Any) -> None:
+    """Step 1: the allocator and DynamicVRAM initialisation. ``torch`` must not be imported yet."""
+    # Importing cuda_malloc sets PYTORCH_CUDA_ALLOC_CONF (cudaMallocAsync), as main.py does.
+    importlib.import_module("cuda_malloc")
+    from comfy.cli_args import enables_dynamic_vram
+
+    if not enables_dynamic_vram():
+        return
+    aimdo = importlib.import_module("comfy_aimdo.control")
+    headroom = None if args.reserve_vram is None else int(args.reserve_vram * 1024**3)
+    try:
+        aimdo.init(simple_vram_headroom=headroom, nvml_pressure=not args.disable_nvml_pressure)
+    except TypeError:  # older comfy-aimdo protocols, as main.py tolerates them
+        try:
+            aimdo.init(simple_vram_headroom=headroom)
+        except TypeError:
+            aimdo.init()
+
+
+def after_imports(args: Any) -> bool:
+    """Step 2: DynamicVRAM on the devices; returns whether it is enabled."""
+    import comfy.memory_management
+    import comfy.model_management as mm
+    import comfy.model_patcher
+    from comfy.cli_args import enables_dynamic_vram
+
+    aimdo = importlib.import_module("comfy_aimdo.control")
+    if not (args.enable_dynamic_vram or (enables_dynamic_vram() and mm.is_nvidia())):
+        return False
+    if not args.enable_dynamic_vram and mm.torch_version_numeric < (2, 8):
+        logs.event(
+            log, "comfyui.dynamic_vram_unsupported", logging.WARNING, reason="torch older than 2.8"
+        )
+        return False
+    devices = mm.get_all_torch_devices()
+    try:
+        ok = aimdo.init_devices((d.index, int(args.vram_headroom * 1024**3)) for d in devices)
+    except TypeError:
+        ok = aimdo.init_devices(d.index for d in devices)
+    if not ok:
+        logs.event(log, "comfyui.dynamic_vram_unavailable", logging.WARNING)
+        return False
+    aimdo.set_log_info()
+    comfy.model_patcher.CoreModelPatcher = comfy.model_patcher.ModelPatcherDynamic
+    comfy.memory_management.aimdo_enabled = True
+    return True
+
+
+def after_nodes() -> None:
+    """Step 3: re-apply ComfyUI's cuDNN benchmark policy after custom-node imports."""
+    import comfy.model_management as mm
+
+    mm.set_cudnn_benchmark()
+
+
+def memory_allocated() -> tuple[int, int]:
+    """(bytes torch holds on the current CUDA device, the device's total memory)."""
+    import torch
+
+    index = torch.cuda.current_device()
+    return (
+        int(torch.cuda.memory_allocated(index)),
+        int(torch.cuda.get_device_properties(index).total_memory),
+    )

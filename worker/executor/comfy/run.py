@@ -1,0 +1,147 @@
+"""One job through the booted ComfyUI: stage, validate, execute, read the ending, collect.
+
+ComfyUI's global state (input directory, interrupt flag, progress registry) means one run at a
+time per process; ``ComfyExecutor`` guarantees that.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import shutil
+import time
+import uuid
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from worker import logs
+from worker.errors import ErrorType, Interrupted, JobFailed, WorkerBroken
+from worker.executor.base import ExecRequest, ExecResult
+from worker.executor.comfy import cache, failures, outputs, shape, validation
+from worker.executor.comfy.boot import Comfy
+from worker.executor.comfy.progress import RunMonitor
+
+log = logging.getLogger(__name__)
+CLIENT_ID = "comfy-batch-worker"  # with a client id set, ComfyUI reports each node as it starts
+
+
+def _empty(directory: Path) -> None:
+    shutil.rmtree(directory, ignore_errors=True)
+    directory.mkdir(parents=True, exist_ok=True)
+
+
+def combo_options(comfy: Comfy) -> validation.OptionsLookup:
+    """(class type, input name) -> the input's list of allowed values, for error messages."""
+
+    def lookup(class_type: str, input_name: str) -> list[str] | None:
+        cls = comfy.nodes.NODE_CLASS_MAPPINGS.get(class_type)
+        if cls is None:
+            return None
+        try:
+            spec = cls.INPUT_TYPES()
+        except Exception:
+            return None
+        for section in ("required", "optional"):
+            entry = (spec.get(section) or {}).get(input_name)
+            if entry is None:
+                continue
+            first = entry[0] if isinstance(entry, tuple | list) and entry else None
+            if isinstance(first, list):
+                return [str(v) for v in first]
+            extra = entry[1] if isinstance(entry, tuple | list) and len(entry) > 1 else {}
+            if first == "COMBO" and isinstance(extra, dict):
+                return [str(v) for v in extra.get("options", [])]
+        return None
+
+    return lookup
+
+
+def model_files(comfy: Comfy) -> dict[str, list[str]]:
+    fp = comfy.folder_paths
+    skip = {"custom_nodes", "configs", "datasets"}
+    out: dict[str, list[str]] = {}
+    for name in fp.folder_names_and_paths:
+        if name not in skip:
+            try:
+                out[name] = list(fp.get_filename_list(name))
+            except Exception:  # a folder ComfyUI can't list: leave it out of the hints
+                continue
+    return out
+
+
+def validate(comfy: Comfy, prompt_id: str, prompt: dict[str, Any]) -> list[str]:
+    """The output node ids to execute, or ``JobFailed`` for an invalid workflow."""
+    try:
+        ok, error, to_execute, node_errors = asyncio.run(
+            comfy.execution.validate_prompt(prompt_id, prompt, None)
+        )
+    except Exception as exc:  # a node's INPUT_TYPES or VALIDATE_INPUTS raised
+        raise JobFailed(
+            ErrorType.INVALID_WORKFLOW, f"validation raised {type(exc).__name__}: {exc}"
+        ) from exc
+    failed = validation.explain(
+        None if ok else error, node_errors or {}, combo_options(comfy), model_files(comfy)
+    )
+    if failed is not None:
+        raise failed
+    return [str(n) for n in to_execute]
+
+
+def execute(
+    comfy: Comfy,
+    request: ExecRequest,
+    monitor: RunMonitor,
+    interrupted: Callable[[], bool],
+    oom_check: Callable[[], None],
+) -> ExecResult:
+    """Run ``request``. ``interrupted()`` says whether a stop was asked for before execution;
+    ``oom_check`` frees memory after an OOM and raises ``WorkerBroken`` if it stays taken."""
+    shape.check_shape(request.workflow)
+    prompt = shape.copy_for_run(request.workflow)
+    prompt_id = f"{request.job_id}-{uuid.uuid4().hex[:8]}"
+    request.output_dir.mkdir(parents=True, exist_ok=True)
+    comfy.folder_paths.set_input_directory(str(request.input_dir))
+    _empty(comfy.output_dir)
+    _empty(comfy.temp_dir)
+    started = time.perf_counter()
+    to_execute = validate(comfy, prompt_id, prompt)
+    validated_s = time.perf_counter() - started
+    if interrupted():
+        raise Interrupted("interrupted before execution")
+    pe = comfy.prompt_executor
+    try:
+        pe.execute(prompt, prompt_id, {"client_id": CLIENT_ID}, to_execute)
+    except Exception as exc:  # ComfyUI catches node errors; this is its own machinery failing
+        raise WorkerBroken(f"ComfyUI's executor raised {type(exc).__name__}: {exc}") from exc
+    finally:
+        timings = monitor.finish()
+        cache.forget(pe, to_execute)
+    end = failures.run_end(pe.status_messages)
+    if end.ending is failures.Ending.INTERRUPTED:
+        raise failures.interrupted(end.data)
+    if end.ending is failures.Ending.ERROR:
+        error = failures.error_for(end.data)
+        if isinstance(error, JobFailed) and error.error_type is ErrorType.OOM:
+            oom_check()
+        raise error
+    history = getattr(pe, "history_result", {}) or {}
+    produced = outputs.collect(history.get("outputs", {}), comfy.output_dir, request.output_dir)
+    logs.event(
+        log,
+        "comfyui.executed",
+        job_id=request.job_id,
+        outputs=len(produced),
+        validate_s=round(validated_s, 4),
+        execute_s=round(time.perf_counter() - started - validated_s, 4),
+        cached_nodes=len(monitor.cached),
+    )
+    return ExecResult(
+        outputs=tuple(produced),
+        node_timings=timings,
+        info={
+            "prompt_id": prompt_id,
+            "cached_nodes": monitor.cached,
+            "validate_s": round(validated_s, 6),
+        },
+    )
