@@ -36,6 +36,7 @@ class FakeCloudRun:
     requests: list[Request] = field(default_factory=list)
     backlog_points: list[int] = field(default_factory=list)  # newest last
     operation_without_metadata: bool = False  # run's first answer lacks the execution
+    jobs: set[str] | None = None  # when set, other job names answer 404 NOT_FOUND
     lock: threading.Lock = field(default_factory=threading.Lock)
     url: str = ""
 
@@ -69,6 +70,9 @@ class FakeCloudRun:
         url = urlparse(raw_path)
         with self.lock:
             self.requests.append(Request(method, url.path, parse_qs(url.query), body))
+            job = url.path[len("/v2/") :].split(":")[0].removesuffix("/executions")
+            if "/jobs/" in job and self.jobs is not None and job not in self.jobs:
+                raise LookupError(f"Resource '{job}' was not found")
             if method == "POST" and url.path.endswith(":run"):
                 return self._run(url.path[len("/v2/") : -len(":run")], body or {})
             if method == "GET" and "/operations/" in url.path:
@@ -122,7 +126,8 @@ class _Handler(BaseHTTPRequestHandler):
         try:
             doc, status = self.fake.handle(method, self.path, body), 200
         except LookupError as exc:
-            doc, status = {"error": {"code": 404, "message": str(exc)}}, 404
+            error = {"code": 404, "message": str(exc), "status": "NOT_FOUND"}
+            doc, status = {"error": error}, 404
         data = json.dumps(doc).encode()
         self.send_response(status)
         self.send_header("content-type", "application/json")

@@ -36,6 +36,7 @@ class Plan:
     tasks_last_24h: int
     start_tasks: int  # 0: start nothing
     reason: str
+    locked_out: bool = False  # another dispatcher held the lock: nothing was looked at
 
     def as_fields(self) -> dict[str, Any]:
         return dict(self.__dict__)

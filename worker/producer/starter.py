@@ -45,8 +45,8 @@ def lock_for(settings: Settings, store: ObjectStore) -> SlotLock | None:
     )
 
 
-def _skipped(backlog: int, pol: Policy, reason: str) -> Plan:
-    return Plan(backlog, wanted_tasks(backlog, pol), 0, 0, 0, 0, reason)
+def _skipped(backlog: int, pol: Policy, reason: str, locked_out: bool = False) -> Plan:
+    return Plan(backlog, wanted_tasks(backlog, pol), 0, 0, 0, 0, reason, locked_out)
 
 
 def dispatch_once(
@@ -60,7 +60,7 @@ def dispatch_once(
 ) -> Plan:
     """One decision: start at most one execution so running tasks track the backlog."""
     if lock is not None and not dry_run and not lock.acquire():
-        return _skipped(backlog, pol, "another dispatcher is deciding (lock held)")
+        return _skipped(backlog, pol, "another dispatcher is deciding (lock held)", True)
     decided = plan(backlog, job.executions(), pol, now or datetime.now(UTC))
     logs.event(log, "dispatch.plan", dry_run=dry_run, **decided.as_fields())
     if decided.start_tasks <= 0 or dry_run:
