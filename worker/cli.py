@@ -18,7 +18,7 @@ from worker.config import Settings
 from worker.errors import ConfigError
 from worker.exitcodes import ExitCode
 
-COMMANDS = ("run",)
+COMMANDS = ("run", "submit", "pipelines", "dispatch", "status")
 
 
 def build_parser() -> argparse.ArgumentParser:
