@@ -184,3 +184,42 @@ def test_bad_configuration_names_the_variable(cloud: Cloud) -> None:
 def test_executor_that_cannot_start_exits_non_zero(cloud: Cloud, tmp_path: Path) -> None:
     worker = cloud.spawn_worker(tmp_path / "w.log", EXECUTOR="tests.fakes.scripted:build_broken")
     assert worker.wait(timeout=30) == ExitCode.WORKER_BROKEN
+
+
+def test_unreachable_pubsub_gives_up_with_a_clear_error(cloud: Cloud, tmp_path: Path) -> None:
+    log = tmp_path / "w.log"
+    worker = cloud.spawn_worker(log, PUBSUB_EMULATOR_HOST="127.0.0.1:9", SERVICE_RETRY_S=2)
+    assert worker.wait(timeout=60) == ExitCode.SERVICE_UNAVAILABLE
+    lines = log_lines(log)
+    assert any(x["severity"] == "WARNING" and "Pub/Sub pull" in x["message"] for x in lines)
+    final = [x for x in lines if x["message"] == "job source unavailable"]
+    assert final and final[0]["severity"] == "ERROR" and "still failing" in final[0]["error"]
+
+
+def test_sigterm_while_gcs_hangs_still_exits_in_time_and_loses_nothing(
+    cloud: Cloud, tmp_path: Path, gcs_emulator: Any
+) -> None:
+    # Six short jobs: with the finisher stuck, its queue fills and the loop blocks handing over.
+    jobs = {f"h{i}" for i in range(6)}
+    for job_id in sorted(jobs):
+        cloud.publish(
+            {"job_id": job_id, "workflow": workflow(sleep_s=0.3, outputs=[{"name": "a"}])}
+        )
+    log = tmp_path / "w.log"
+    worker = cloud.spawn_worker(log, IDLE_EXIT_S=60, SERVICE_RETRY_S=60)
+    wait_for_log(log, "job.started")
+    gcs_emulator.pause()  # uploads and result.json writes now hang
+    try:
+        time.sleep(3.0)
+        sent = time.monotonic()
+        worker.send_signal(signal.SIGTERM)
+        worker.wait(timeout=10)
+        assert time.monotonic() - sent < 10
+    finally:
+        gcs_emulator.resume()
+    done = {job_id for job_id in jobs if cloud.result(job_id) is not None}
+    back = {
+        json.loads(m.message.data)["job_id"]
+        for m in cloud.pull(cloud.jobs_subscription, len(jobs), timeout_s=15)
+    }
+    assert done | back == jobs  # each job finished or handed back

@@ -58,12 +58,23 @@ class Finisher:
         self._thread = threading.Thread(target=self._run, name="finisher", daemon=True)
         self._thread.start()
 
-    def submit(self, item: Finished) -> None:
-        """Queue a finished job; blocks while the queue is full (backpressure)."""
+    def submit(self, item: Finished, stop: threading.Event) -> bool:
+        """Queue a finished job; blocks while the queue is full (backpressure).
+
+        Returns False, without queueing, if ``stop`` is set while it waits: a hung GCS must not
+        keep the control loop from honouring SIGTERM.
+        """
         job_id = item.prepared.ctx.job_id
         with self._recorded:
             self._unrecorded[job_id] = self._unrecorded.get(job_id, 0) + 1
-        self._queue.put(item)
+        while True:
+            try:
+                self._queue.put(item, timeout=0.1)
+                return True
+            except queue.Full:
+                if stop.is_set():
+                    self._done_with(job_id)
+                    return False
 
     def wait_recorded(self, job_id: str, timeout_s: float) -> bool:
         """Wait until no item for ``job_id`` is queued or being recorded; False if any was.

@@ -239,7 +239,7 @@ class Runner:
     def _settle_unrun(self, prepared: Prepared, outcome: BaseException | None) -> None:
         decision = decide(outcome)
         if decision.record_result:  # refused / bad input: a failed result, or a re-publish
-            self._finisher.submit(Finished(prepared, outcome))
+            self._record(Finished(prepared, outcome))
         else:
             self._settler.settle(prepared.delivery, decision, prepared.ctx.job_id, outcome)
             prepared.cleanup()
@@ -277,7 +277,7 @@ class Runner:
         self._last_work = time.monotonic()
         decision = decide(outcome)
         if decision.record_result:
-            self._finisher.submit(Finished(prepared, outcome, result, execution_s))
+            self._record(Finished(prepared, outcome, result, execution_s))
         elif decision.halt is Halt.STOP:
             # Nacked in _shutdown, after the prefetch pull returns: nacked now, the message
             # would go straight back to that pull and cost a second delivery attempt.
@@ -285,6 +285,15 @@ class Runner:
         else:
             self._settler.settle(prepared.delivery, decision, job.job_id, outcome)
             prepared.cleanup()
+
+    def _record(self, item: Finished) -> None:
+        """Hand a job to the finisher; if stopping while it is full, give the message back."""
+        if not self._finisher.submit(item, self._stop):
+            stopped = Stopped("stopping while results were still being recorded")
+            self._settler.settle(
+                item.prepared.delivery, decide(stopped), item.prepared.ctx.job_id, stopped
+            )
+            item.prepared.cleanup()
 
     def _is_duplicate_of_recent(self, prepared: Prepared) -> bool:
         """Was this job id run here a moment ago (prepared before its result.json existed)?"""
