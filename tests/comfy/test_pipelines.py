@@ -14,7 +14,9 @@ from typing import Any
 
 import pytest
 
-from tests.comfy.conftest import ComfyHarness
+from tests.cloud import Cloud
+from tests.comfy.conftest import ComfyHarness, comfyui_dir_or_skip
+from tests.producer.cli import worker_cli
 from worker.errors import JobFailed
 from worker.executor.comfy import run
 from worker.pipelines import PipelineCatalog
@@ -100,3 +102,44 @@ def test_model_pipelines_need_real_models(name: str) -> None:
     pytest.skip(
         f"{name} executes only with real weights ({', '.join(models)}); validation is covered above"
     )
+
+
+def test_submit_wait_with_a_real_comfyui_worker(cloud: Cloud, tmp_path: Path) -> None:
+    comfyui_dir = comfyui_dir_or_skip()
+    worker = cloud.spawn_worker(
+        tmp_path / "worker.log",
+        EXECUTOR="worker.executor.comfy:build_executor",
+        COMFYUI_DIR=comfyui_dir,
+        COMFYUI_DEVICE="cpu",
+        IDLE_EXIT_S=120,
+    )
+    try:
+        done = worker_cli(
+            cloud,
+            "submit",
+            "--pipeline",
+            "demo-invert",
+            "-p",
+            "color=0x00ff00",
+            "-p",
+            "width=40",
+            "--job-id",
+            "real-demo",
+            "--wait",
+            "--timeout",
+            "120",
+            "--download",
+            tmp_path / "out",
+            timeout_s=180,
+        )
+    finally:
+        worker.terminate()
+        worker.wait(30)
+    assert done.returncode == 0, done.stderr + (tmp_path / "worker.log").read_text()[-3000:]
+    [png] = (tmp_path / "out" / "real-demo").glob("*.png")
+    Image = importlib.import_module("PIL.Image")
+    with Image.open(png) as image:
+        assert image.size == (40, 512) and image.getpixel((0, 0))[:3] == (255, 0, 255)
+    result = cloud.result("real-demo")
+    assert result is not None and result["pipeline"] == "demo-invert"
+    assert result["params"] == {"width": 40, "height": 512, "color": 0x00FF00, "batch_size": 1}
