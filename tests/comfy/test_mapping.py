@@ -228,7 +228,10 @@ def test_shape_errors_say_what_is_wrong(workflow: dict[str, Any], expect: str) -
 
 
 def test_copy_for_run_is_deep_and_fills_inputs() -> None:
-    original = {"1": {"class_type": "A", "inputs": {"v": [1, 2][0]}}, "2": {"class_type": "B"}}
+    original: dict[str, Any] = {
+        "1": {"class_type": "A", "inputs": {"v": 1}},
+        "2": {"class_type": "B"},
+    }
     copied = shape.copy_for_run(original)
     copied["1"]["inputs"]["v"] = 5
     assert original["1"]["inputs"]["v"] == 1 and copied["2"]["inputs"] == {}

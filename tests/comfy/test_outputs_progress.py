@@ -73,8 +73,8 @@ class Clock:
 
 
 def test_monitor_times_nodes_and_throttles_progress() -> None:
-    clock, got = Clock(), []
-    started = []
+    clock, got = Clock(), list[Progress]()
+    started: list[int] = []
     monitor = RunMonitor(
         "j", got.append, interval_s=1.0, on_start=lambda: started.append(1), clock=clock
     )
