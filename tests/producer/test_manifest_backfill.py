@@ -143,3 +143,18 @@ def test_a_stopped_task_exits_interrupted_so_cloud_run_retries_it(
     assert 2 <= done < 10
     log = (tmp_path / "task.log").read_text()
     assert '"unfinished": ' in log and '"total": 10' in log
+
+
+def test_a_line_with_lasting_transient_faults_is_retried_then_left_to_a_task_retry(
+    cloud: Cloud, tmp_path: Path
+) -> None:
+    record = tmp_path / "executions.txt"
+    lines = [_line(record) for _ in range(4)]
+    lines[0] = _line(record, fail="transient")
+    uri = _upload(cloud, lines)
+    proc = cloud.spawn_worker(tmp_path / "task.log", MANIFEST_URI=uri, MAX_CONSECUTIVE_TRANSIENT=10)
+    assert proc.wait(60) == ExitCode.SERVICE_UNAVAILABLE  # non-zero: Cloud Run retries the task
+    ids = _job_ids(uri, range(1, 5))
+    assert _executions(record)[ids[0]] == 3  # MANIFEST_MAX_ATTEMPTS, after the others
+    assert all(cloud.result(j) is not None for j in ids[1:]) and cloud.result(ids[0]) is None
+    assert "line(s) 1 failed 3 attempts" in (tmp_path / "task.log").read_text()
