@@ -17,6 +17,8 @@ ARG COMFYUI_REF=v0.33.0
 ARG COMFYUI_COMMIT=2f35f4a08176d993cded35dac3332be4f7287f41
 # Space-separated URL@COMMIT list of custom nodes (none by default).
 ARG CUSTOM_NODES=
+# Optional CA bundle for pip behind a TLS-intercepting proxy (the offline build mounts the host's).
+ARG PIP_CERT
 ENV DEBIAN_FRONTEND=noninteractive \
     PIP_NO_CACHE_DIR=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1 \
