@@ -18,7 +18,7 @@ from worker.config import Settings
 from worker.errors import ConfigError
 from worker.exitcodes import ExitCode
 
-COMMANDS = ("run", "submit", "pipelines", "dispatch", "status")
+COMMANDS = ("run", "submit", "pipelines", "dispatch", "status", "check")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -245,3 +245,19 @@ def boot(
         phases=p.times,
         failed_nodes=[str(n) for n in failed or []],
     )
+
+
+def probe(settings: ComfySettings) -> str:
+    """Import ComfyUI's core the way ``boot`` does, without loading nodes; return its version.
+
+    What ``python -m worker check`` runs: it fails the same way ``boot`` would, in less time.
+    """
+    root = check_dir(settings.comfyui_dir)
+    if str(root) not in sys.path:
+        sys.path.insert(0, str(root))
+    args = _parse_args(settings.comfyui_args)
+    args.cpu = args.cpu or not gpu.use_cuda(settings.device)
+    args.disable_api_nodes = True
+    for name in ("folder_paths", "comfy.model_management", "execution", "nodes", "server"):
+        importlib.import_module(name)
+    return str(importlib.import_module("comfyui_version").__version__)

@@ -14,6 +14,7 @@ Keep these in step with ``main.py`` when the pinned release moves (tests/comfy c
 
 from __future__ import annotations
 
+import ctypes
 import importlib
 import logging
 from pathlib import Path
@@ -103,3 +104,35 @@ def memory_allocated() -> tuple[int, int]:
         int(torch.cuda.memory_allocated(index)),
         int(torch.cuda.get_device_properties(index).total_memory),
     )
+
+
+def driver_cuda_version() -> tuple[int, int] | None:
+    """The CUDA version the installed NVIDIA driver supports (e.g. (12, 2) on Cloud Run's L4),
+    or ``None`` when no driver library is there."""
+    try:
+        lib = ctypes.CDLL("libcuda.so.1")
+    except OSError:
+        return None
+    version = ctypes.c_int()
+    if lib.cuDriverGetVersion(ctypes.byref(version)) != 0:
+        return None
+    return version.value // 1000, (version.value % 1000) // 10
+
+
+def cuda_problem(torch_cuda: str | None, driver: tuple[int, int] | None) -> str | None:
+    """Why torch built for CUDA ``torch_cuda`` can't use this driver, or ``None`` if it can.
+
+    Within one CUDA major version, minor version compatibility lets a 12.4 build run on a 12.2
+    driver; across major versions it does not (a cu13x torch needs a CUDA 13 driver).
+    """
+    if torch_cuda is None:
+        return "torch is a CPU-only build: install a CUDA (cu12x) build of torch"
+    if driver is None:
+        return "no NVIDIA driver (libcuda.so.1) is visible"
+    major = int(torch_cuda.split(".")[0])
+    if major > driver[0]:
+        return (
+            f"torch is built for CUDA {torch_cuda} but the driver supports CUDA "
+            f"{driver[0]}.{driver[1]}: install a cu{driver[0]}x build of torch"
+        )
+    return None
