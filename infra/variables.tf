@@ -4,9 +4,9 @@ variable "project_id" {
 }
 
 variable "region" {
-  description = "Region of the Cloud Run jobs, the buckets and Artifact Registry; it must offer L4 GPUs for Cloud Run (e.g. us-central1, europe-west1, europe-west4, asia-southeast1)."
+  description = "Region of the Cloud Run jobs, the buckets and Artifact Registry; it must offer L4 GPUs for Cloud Run (europe-west1, europe-west4, us-east4, asia-southeast1; us-central1 by invitation)."
   type        = string
-  default     = "us-central1"
+  default     = "europe-west1"
 }
 
 variable "billing_account" {
