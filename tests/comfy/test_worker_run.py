@@ -4,7 +4,7 @@ COMFYUI_DIR): a model-free job and an invalid one, their outputs, result.json an
 from __future__ import annotations
 
 import json
-import sys
+import os
 from pathlib import Path
 
 import pytest
@@ -14,7 +14,11 @@ from tests.comfy import workflows
 from tests.comfy.conftest import comfyui_dir_or_skip
 from worker.exitcodes import ExitCode
 
-pytestmark = pytest.mark.comfyui
+pytestmark = [
+    pytest.mark.comfyui,
+    # Decided before the session's emulators start (the fixture below gives the full reason).
+    pytest.mark.skipif(not os.environ.get("COMFYUI_DIR"), reason="COMFYUI_DIR is not set"),
+]
 
 
 @pytest.fixture
@@ -35,7 +39,6 @@ def test_model_free_job_through_the_worker(comfyui_dir: Path, cloud: Cloud, tmp_
         COMFYUI_DIR=str(comfyui_dir),
         IDLE_EXIT_S="3",
     )
-    assert worker.args[0] == sys.executable  # the ComfyUI venv's interpreter
     code = worker.wait(timeout=240)
     assert code == ExitCode.OK, log.read_text()[-4000:]
 
