@@ -94,6 +94,7 @@ def test_the_model_free_pipeline_runs(comfy: ComfyHarness, tmp_path: Path) -> No
 
 @pytest.mark.parametrize("name", [n for n in CATALOG.names() if n != "demo-invert"])
 def test_model_pipelines_need_real_models(name: str) -> None:
+    comfyui_dir_or_skip()
     models = [
         f"models/{MODEL_PARAMS[p]}/{param.default}"
         for p, param in CATALOG.get(name).params.items()
