@@ -42,7 +42,8 @@ class Comfy:
     server: Any  # server.PromptServer, never started
     prompt_executor: Any  # execution.PromptExecutor, warm across jobs
     hook_breaker: Any
-    loop: asyncio.AbstractEventLoop
+    loop: asyncio.AbstractEventLoop  # the server object's; never runs after boot
+    job_loop: asyncio.AbstractEventLoop  # validation and execution, one job at a time
     output_dir: Path
     temp_dir: Path
     cuda: bool
@@ -237,6 +238,7 @@ def boot(
         prompt_executor=prompt_executor,
         hook_breaker=hook_breaker_ac10a0,
         loop=loop,
+        job_loop=asyncio.new_event_loop(),
         output_dir=output,
         temp_dir=temp,
         cuda=cuda,

@@ -195,6 +195,7 @@ class ComfyExecutor:
             comfy.mm.soft_empty_cache()
         finally:
             comfy.loop.close()
+            comfy.job_loop.close()
 
     @property
     def comfy(self) -> Comfy | None:

@@ -8,12 +8,13 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import shutil
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from worker import logs
 from worker.errors import ErrorType, Interrupted, JobFailed, WorkerBroken
@@ -23,12 +24,30 @@ from worker.executor.comfy.boot import Comfy
 from worker.executor.comfy.progress import RunMonitor
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 CLIENT_ID = "comfy-batch-worker"  # with a client id set, ComfyUI reports each node as it starts
 
 
 def _empty(directory: Path) -> None:
+    with os.scandir(directory) as entries:
+        if next(entries, None) is None:
+            return  # the usual case: the last job's files were moved out
     shutil.rmtree(directory, ignore_errors=True)
     directory.mkdir(parents=True, exist_ok=True)
+
+
+def run_async(loop: asyncio.AbstractEventLoop, coro: Coroutine[Any, Any, T]) -> T:
+    """``asyncio.run`` on a loop kept across jobs: a new loop per call (what ComfyUI's
+    ``PromptExecutor.execute`` does) costs about a millisecond per job. Tasks the run left
+    behind are cancelled, as ``asyncio.run`` would."""
+    try:
+        return loop.run_until_complete(coro)
+    finally:
+        leftover = [t for t in asyncio.all_tasks(loop) if not t.done()]
+        for task in leftover:
+            task.cancel()
+        if leftover:
+            loop.run_until_complete(asyncio.gather(*leftover, return_exceptions=True))
 
 
 def combo_options(comfy: Comfy) -> validation.OptionsLookup:
@@ -73,8 +92,8 @@ def model_files(comfy: Comfy) -> dict[str, list[str]]:
 def validate(comfy: Comfy, prompt_id: str, prompt: dict[str, Any]) -> list[str]:
     """The output node ids to execute, or ``JobFailed`` for an invalid workflow."""
     try:
-        ok, error, to_execute, node_errors = asyncio.run(
-            comfy.execution.validate_prompt(prompt_id, prompt, None)
+        ok, error, to_execute, node_errors = run_async(
+            comfy.job_loop, comfy.execution.validate_prompt(prompt_id, prompt, None)
         )
     except Exception as exc:  # a node's INPUT_TYPES or VALIDATE_INPUTS raised
         raise JobFailed(
@@ -111,7 +130,9 @@ def execute(
         raise Interrupted("interrupted before execution")
     pe = comfy.prompt_executor
     try:
-        pe.execute(prompt, prompt_id, {"client_id": CLIENT_ID}, to_execute)
+        # PromptExecutor.execute is asyncio.run(execute_async(...)): the same call, warm loop.
+        extra = {"client_id": CLIENT_ID}
+        run_async(comfy.job_loop, pe.execute_async(prompt, prompt_id, extra, to_execute))
     except Exception as exc:  # ComfyUI catches node errors; this is its own machinery failing
         raise WorkerBroken(f"ComfyUI's executor raised {type(exc).__name__}: {exc}") from exc
     finally:
