@@ -14,11 +14,12 @@ import sys
 from typing import Any
 
 from worker.config import Settings
-from worker.errors import ConfigError, Transient
+from worker.errors import ConfigError, ServiceUnavailable, Transient
 from worker.exitcodes import ExitCode
 from worker.producer.backlog import Backlog, FixedBacklog, MonitoringBacklog
 from worker.producer.cloudrun import CloudRunJob, api_error_exit
 from worker.producer.starter import dispatch_once, lock_for, policy
+from worker.storage.base import AccessDenied
 
 
 def register(sub: Any) -> None:
@@ -67,9 +68,11 @@ def main(args: argparse.Namespace, settings: Settings) -> ExitCode:
         plan = dispatch_once(
             backlog, job, policy(producer), lock_for(settings, store), dry_run=args.dry_run
         )
-    except Transient as exc:
+    except (Transient, ServiceUnavailable) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return ExitCode.SERVICE_UNAVAILABLE
+    except AccessDenied as exc:
+        raise ConfigError(f"the dispatch lock: {exc}") from exc
     except gexc.GoogleAPICallError as exc:
         return api_error_exit(exc, producer.run_job)
     if args.json:

@@ -13,7 +13,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
 
 from worker import logs
-from worker.errors import Transient
+from worker.errors import ConfigError, Transient
 
 log = logging.getLogger(__name__)
 
@@ -50,11 +50,15 @@ class MonitoringBacklog:
 
             return requests.Session()
         import google.auth
+        import google.auth.exceptions
         from google.auth.transport.requests import AuthorizedSession
 
-        credentials, _ = google.auth.default(
-            scopes=["https://www.googleapis.com/auth/monitoring.read"]
-        )
+        try:
+            credentials, _ = google.auth.default(
+                scopes=["https://www.googleapis.com/auth/monitoring.read"]
+            )
+        except google.auth.exceptions.DefaultCredentialsError as exc:
+            raise ConfigError(f"no Google credentials to read Cloud Monitoring: {exc}") from exc
         return AuthorizedSession(credentials)  # type: ignore[no-untyped-call]
 
     def undelivered(self) -> int:

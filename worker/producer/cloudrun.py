@@ -15,6 +15,7 @@ from datetime import datetime
 from typing import Any
 
 from worker import logs
+from worker.errors import ConfigError
 from worker.exitcodes import ExitCode
 
 log = logging.getLogger(__name__)
@@ -63,12 +64,16 @@ class CloudRunJob:
     """One Cloud Run job (``projects/P/locations/R/jobs/J``)."""
 
     def __init__(self, job: str, endpoint: str | None = None) -> None:
+        import google.auth.exceptions
         from google.cloud import run_v2
 
         self.job = job
         self._run_v2 = run_v2
-        self._jobs = run_v2.JobsClient(**client_kwargs(endpoint))
-        self._executions = run_v2.ExecutionsClient(**client_kwargs(endpoint))
+        try:
+            self._jobs = run_v2.JobsClient(**client_kwargs(endpoint))
+            self._executions = run_v2.ExecutionsClient(**client_kwargs(endpoint))
+        except google.auth.exceptions.DefaultCredentialsError as exc:
+            raise ConfigError(f"no Google credentials to call Cloud Run: {exc}") from exc
 
     def executions(self) -> list[ExecutionState]:
         """Every execution the service still lists for this job, newest first."""
