@@ -30,7 +30,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from google.cloud import pubsub_v1, storage
+import google.cloud.pubsub_v1 as pubsub_v1
+from google.cloud import storage
 
 from worker import outputs as outputs_mod
 from worker import result as results

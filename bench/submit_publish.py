@@ -23,7 +23,7 @@ import time
 import uuid
 from pathlib import Path
 
-from google.cloud import pubsub_v1
+import google.cloud.pubsub_v1 as pubsub_v1
 
 from worker.local import emulators
 from worker.producer.messages import Outgoing, jsonl_bodies, outgoing

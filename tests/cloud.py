@@ -11,7 +11,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from google.cloud import pubsub_v1, storage
+import google.cloud.pubsub_v1 as pubsub_v1
+from google.cloud import storage
 
 from worker.config import Settings
 

@@ -10,7 +10,7 @@ import time
 import uuid
 from pathlib import Path
 
-from google.cloud import pubsub_v1
+import google.cloud.pubsub_v1 as pubsub_v1
 
 from worker.local.emulators import Emulator
 

@@ -12,7 +12,7 @@ from tests.cloud import REPO, Cloud
 
 
 def worker_cli(
-    cloud: Cloud | None, *args: str | Path, timeout_s: float = 60, **env: Any
+    cloud: Cloud | None, *args: str | Path | int, timeout_s: float = 60, **env: Any
 ) -> subprocess.CompletedProcess[str]:
     base = cloud.env(JOBS_TOPIC=cloud.jobs_topic) if cloud is not None else {}
     full = {**os.environ, **base, **{k: str(v) for k, v in env.items()}, "PYTHONPATH": str(REPO)}

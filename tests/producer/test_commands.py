@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -61,7 +62,7 @@ def test_pipelines_lists_parameters_and_renders() -> None:
 def test_dispatch_starts_an_execution_sized_to_the_backlog(
     cloud: Cloud, fake: FakeCloudRun
 ) -> None:
-    env = {
+    env: dict[str, Any] = {
         "RUN_JOB": JOB,
         "RUN_API_ENDPOINT": fake.url,
         "DISPATCH_MAX_TASKS": 4,
@@ -81,7 +82,7 @@ def test_dispatch_starts_an_execution_sized_to_the_backlog(
 def test_dispatch_reads_the_backlog_from_monitoring(cloud: Cloud, fake: FakeCloudRun) -> None:
     fake.backlog_points = [5, 80]
     fake.add_execution(JOB, 2)
-    env = {
+    env: dict[str, Any] = {
         "RUN_JOB": "comfy",
         "REGION": "europe-west4",
         "RUN_API_ENDPOINT": fake.url,
@@ -116,7 +117,7 @@ def test_submit_execute_starts_an_execution_unless_enough_run(
 ) -> None:
     path = tmp_path / "jobs.jsonl"
     path.write_text("".join(json.dumps({"workflow": workflow()}) + "\n" for _ in range(45)))
-    env = {
+    env: dict[str, Any] = {
         "RUN_JOB": JOB,
         "RUN_API_ENDPOINT": fake.url,
         "DISPATCH_JOBS_PER_TASK": 20,

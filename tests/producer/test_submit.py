@@ -124,7 +124,7 @@ def test_a_runpod_body_is_sent_unchanged_with_the_job_id_attribute(
 
 def test_a_jsonl_file_of_many_jobs(cloud: Cloud, tmp_path: Path) -> None:
     (tmp_path / "in.png").write_bytes(b"png")
-    lines = [{"workflow": workflow(n=i)} for i in range(2000)]
+    lines: list[dict[str, Any]] = [{"workflow": workflow(n=i)} for i in range(2000)]
     lines[5] = {"job_id": "mine", "workflow": workflow()}
     lines[7] = {"workflow": workflow(), "inputs": [{"name": "x.png", "path": "in.png"}]}
     path = tmp_path / "jobs.jsonl"

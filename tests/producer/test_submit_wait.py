@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 import subprocess
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 
 import pytest
@@ -34,7 +34,7 @@ def worker(cloud: Cloud, tmp_path: Path, progress_topic: str) -> Iterator[subpro
     proc.wait(20)
 
 
-def _jsonl(tmp_path: Path, *bodies: dict[str, object]) -> Path:
+def _jsonl(tmp_path: Path, *bodies: Mapping[str, object]) -> Path:
     path = tmp_path / "jobs.jsonl"
     path.write_text("".join(json.dumps(b) + "\n" for b in bodies))
     return path

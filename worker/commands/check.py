@@ -153,7 +153,8 @@ def _reachable(code: CheckCode, what: str, call: Callable[[], object]) -> str:
 
 
 def check_services(settings: Settings, args: argparse.Namespace) -> list[str]:
-    from google.cloud import pubsub_v1, storage
+    import google.cloud.pubsub_v1 as pubsub_v1
+    from google.cloud import storage
 
     # Clients are made inside each call so that missing credentials fail that check only.
     targets: list[tuple[CheckCode, str, Callable[[], object]]] = []

@@ -12,8 +12,8 @@ import logging
 from collections.abc import Mapping
 from concurrent import futures
 
+import google.cloud.pubsub_v1 as pubsub_v1
 from google.api_core import exceptions as gexc
-from google.cloud import pubsub_v1
 
 from worker import logs
 from worker.errors import Transient

@@ -19,8 +19,9 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import google.cloud.pubsub_v1 as pubsub_v1
 from google.api_core import exceptions as gexc
-from google.cloud import pubsub_v1, storage
+from google.cloud import storage
 
 from worker.local import emulators
 

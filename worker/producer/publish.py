@@ -16,7 +16,7 @@ BATCH_LATENCY_S = 0.05
 def publish_all(topic: str, messages: Iterable[Outgoing], timeout_s: float = 120.0) -> list[str]:
     """Publish every message; return the job ids in order. Raises ``SubmitError`` naming the
     jobs that could not be published (the others are out: publishing is not atomic)."""
-    from google.cloud import pubsub_v1
+    import google.cloud.pubsub_v1 as pubsub_v1
 
     client = pubsub_v1.PublisherClient(
         batch_settings=pubsub_v1.types.BatchSettings(

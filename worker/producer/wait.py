@@ -56,7 +56,7 @@ class EventFollower:
     """Temporary subscriptions on the results (and progress) topics."""
 
     def __init__(self, project: str, name: str, topics: Iterable[str]) -> None:
-        from google.cloud import pubsub_v1
+        import google.cloud.pubsub_v1 as pubsub_v1
 
         self._client = pubsub_v1.SubscriberClient()
         self._subscriptions: list[str] = []

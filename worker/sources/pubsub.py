@@ -10,8 +10,8 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 
+import google.cloud.pubsub_v1 as pubsub_v1
 from google.api_core import exceptions as gexc
-from google.cloud import pubsub_v1
 
 from worker import logs, retry
 from worker.errors import ServiceUnavailable, Transient
