@@ -291,12 +291,14 @@ def per_job(rounds: list[list[dict[str, Any]]], kind: str) -> dict[str, Any] | N
     }
 
 
-def startup(rounds: list[list[dict[str, Any]]]) -> dict[str, float]:
+def startup(rounds: list[list[dict[str, Any]]]) -> dict[str, Any]:
+    """Median over rounds, and each round's value (the spread shows how noisy the machine is)."""
     s = [summarise(events) for events in rounds]
-    return {
-        key: round(statistics.median(x[key] for x in s), 3)
-        for key in ("ready_s", "first_running_s")
-    }
+    out: dict[str, Any] = {}
+    for key in ("ready_s", "first_running_s"):
+        out[key] = round(statistics.median(x[key] for x in s), 3)
+        out[key[:-2] + "_rounds_s"] = [x[key] for x in s]
+    return out
 
 
 def main() -> None:

@@ -23,7 +23,6 @@ from worker.executor.comfy import gpu, run, warmup
 from worker.executor.comfy.boot import Comfy, boot
 from worker.executor.comfy.failures import memory_recovered
 from worker.executor.comfy.progress import RunMonitor
-from worker.models.sync import ModelSync
 
 log = logging.getLogger(__name__)
 GC_INTERVAL_S = 10.0  # as ComfyUI's prompt_worker
@@ -49,7 +48,11 @@ class ComfyExecutor:
         if self._comfy is not None:
             return
         started = time.perf_counter()
-        sync = ModelSync.from_settings(self._settings)
+        sync = None
+        if self._settings.comfy.model_manifest:  # google.cloud.storage only when needed
+            from worker.models.sync import ModelSync
+
+            sync = ModelSync.from_settings(self._settings)
         fetch = sync.start() if sync is not None else None  # downloads overlap the imports
         try:
             comfy = boot(
