@@ -151,6 +151,7 @@ def execute(
     logs.event(
         log,
         "comfyui.executed",
+        logging.DEBUG,  # the runner logs the job's outcome; this adds ComfyUI's side
         job_id=request.job_id,
         outputs=len(produced),
         validate_s=round(validated_s, 4),
