@@ -7,6 +7,8 @@ documented as thread-safe, and the runner uploads and downloads from different t
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import threading
 from collections.abc import Callable
 from pathlib import Path
@@ -85,49 +87,60 @@ class GcsStore:
         blob = self._call(f"GCS stat {uri}", get)
         return None if blob is None else _info(uri, blob)
 
-    def put_file_once(self, uri: str, path: Path, content_type: str) -> ObjectInfo:
+    def _create(self, uri: str, what: str, send: Callable[[storage.Blob], None]) -> bool:
+        """Create ``uri`` with ``send`` under generation precondition 0; False if it existed."""
         blob = self._blob(uri)
 
-        def upload() -> ObjectInfo | None:
+        def attempt() -> bool:
             try:
-                blob.upload_from_filename(
-                    str(path),
-                    content_type=content_type,
-                    if_generation_match=0,
-                    retry=None,
-                    timeout=REQUEST_TIMEOUT,
-                    checksum="crc32c",
-                )
+                send(blob)
             except gexc.PreconditionFailed:
-                return None
-            return _info(uri, blob)
+                return False
+            return True
 
-        stored = self._call(f"GCS upload {uri}", upload)
-        if stored is not None:
-            return stored
-        existing = self.stat(uri)  # an earlier attempt of this job wrote it: describe that
-        if existing is None:
-            raise ObjectNotFound(f"{uri} existed a moment ago and is gone")
-        return existing
+        return self._call(f"{what} {uri}", attempt)
+
+    def put_file_once(self, uri: str, path: Path, content_type: str) -> ObjectInfo:
+        self._create(
+            uri,
+            "GCS upload",
+            lambda blob: blob.upload_from_filename(
+                str(path),
+                content_type=content_type,
+                if_generation_match=0,
+                retry=None,
+                timeout=REQUEST_TIMEOUT,
+                checksum="crc32c",
+            ),
+        )
+        # Describe what is stored, whether this call or an earlier attempt of the job wrote it.
+        stored = self.stat(uri)
+        if stored is None:
+            raise ObjectNotFound(f"{uri} was written a moment ago and is gone")
+        return stored
 
     def put_bytes_once(self, uri: str, data: bytes, content_type: str) -> ObjectInfo | None:
-        blob = self._blob(uri)
-
-        def upload() -> ObjectInfo | None:
-            try:
-                blob.upload_from_string(
-                    data,
-                    content_type=content_type,
-                    if_generation_match=0,
-                    retry=None,
-                    timeout=REQUEST_TIMEOUT,
-                    checksum="crc32c",
-                )
-            except gexc.PreconditionFailed:
-                return None
-            return _info(uri, blob)
-
-        return self._call(f"GCS create {uri}", upload)
+        created = self._create(
+            uri,
+            "GCS create",
+            lambda blob: blob.upload_from_string(
+                data,
+                content_type=content_type,
+                if_generation_match=0,
+                retry=None,
+                timeout=REQUEST_TIMEOUT,
+                checksum="crc32c",
+            ),
+        )
+        stored = self.stat(uri)
+        if stored is None:
+            raise ObjectNotFound(f"{uri} was written a moment ago and is gone")
+        if created:
+            return stored
+        # 412 also answers a retry whose first try did land (its response was lost): the
+        # object is then ours, byte for byte. Only different bytes mean another writer won.
+        ours = base64.b64encode(hashlib.md5(data, usedforsecurity=False).digest()).decode()
+        return stored if stored.md5 == ours else None
 
     def get_bytes(self, uri: str, max_bytes: int) -> bytes | None:
         blob = self._blob(uri)
