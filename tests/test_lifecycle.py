@@ -223,3 +223,11 @@ def test_sigterm_while_gcs_hangs_still_exits_in_time_and_loses_nothing(
         for m in cloud.pull(cloud.jobs_subscription, len(jobs), timeout_s=15)
     }
     assert done | back == jobs  # each job finished or handed back
+
+
+def test_configuration_error_found_at_start_exits_78(cloud: Cloud, tmp_path: Path) -> None:
+    worker = cloud.spawn_worker(
+        tmp_path / "w.log", EXECUTOR="tests.fakes.scripted:build_bad_config"
+    )
+    assert worker.wait(timeout=30) == ExitCode.CONFIG
+    assert "WARMUP_WORKFLOW" in (tmp_path / "w.log").read_text()

@@ -26,6 +26,7 @@ from typing import Any
 from worker import logs
 from worker.config import Settings
 from worker.errors import (
+    ConfigError,
     ErrorType,
     Interrupted,
     JobFailed,
@@ -56,6 +57,7 @@ class ExitReason(Enum):
     STOPPED = "stopped"  # stop() was called (SIGTERM)
     BROKEN = "broken"  # the executor can't run jobs
     UNAVAILABLE = "unavailable"  # Pub/Sub or GCS unreachable
+    CONFIG = "config"  # the executor found a configuration error while starting
 
 
 @dataclass(frozen=True)
@@ -91,7 +93,8 @@ class Runner:
         self._finisher = Finisher(store, publisher, self._settler, settings.identity)
         self._stop = threading.Event()
         self._stop_requested_at: float | None = None
-        self._taken = 0
+        self._taken = 0  # messages received (bounds prefetching under MAX_JOBS)
+        self._handled = 0  # messages finished with (MAX_JOBS counts these)
         self._taken_lock = threading.Lock()
         self._recent_exec_s: deque[float] = deque(maxlen=5)
         self._pending: Task[Acquired] | None = None
@@ -116,7 +119,10 @@ class Runner:
                 log, "executor failed to start", logging.ERROR, error=f"{type(exc).__name__}: {exc}"
             )
             self._finisher.close(1.0)
-            return ExitReason.BROKEN
+            self._source.close()
+            # A bad setting found while booting (say, an invalid warmup workflow) is the user's
+            # to fix: a retry of the task would fail the same way.
+            return ExitReason.CONFIG if isinstance(exc, ConfigError) else ExitReason.BROKEN
         logs.event(log, "worker.ready", boot_s=round(time.monotonic() - self._started_at, 3))
         self._last_work = time.monotonic()  # idleness counts from ready, not from boot
         reason = ExitReason.BROKEN
@@ -174,7 +180,7 @@ class Runner:
             return ExitReason.UNAVAILABLE
         if self._stop.is_set():
             return ExitReason.STOPPED
-        if self._settings.max_jobs and self._taken >= self._settings.max_jobs:
+        if self._settings.max_jobs and self._handled >= self._settings.max_jobs:
             return ExitReason.MAX_JOBS
         if not self._time_for_another_job():
             return ExitReason.BUDGET
@@ -230,7 +236,12 @@ class Runner:
                     return Acquired(None, saw_work, empty=False)
                 return Acquired(prepared, saw_work, empty=False)
             self._settle_unrun(prepared, prepared.early)
+            self._count_handled()
         return Acquired(None, saw_work, empty=False)
+
+    def _count_handled(self) -> None:
+        with self._taken_lock:
+            self._handled += 1
 
     def _may_take(self) -> bool:
         max_jobs = self._settings.max_jobs
@@ -247,6 +258,12 @@ class Runner:
     # -- executing ---------------------------------------------------------------------------
 
     def _run_one(self, prepared: Prepared) -> None:
+        try:
+            self._execute(prepared)
+        finally:
+            self._count_handled()
+
+    def _execute(self, prepared: Prepared) -> None:
         assert prepared.job is not None
         job = prepared.job
         if self._is_duplicate_of_recent(prepared):

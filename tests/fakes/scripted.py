@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from worker.config import Settings
-from worker.errors import ErrorType, Interrupted, JobFailed, Transient, WorkerBroken
+from worker.errors import ConfigError, ErrorType, Interrupted, JobFailed, Transient, WorkerBroken
 from worker.executor.base import ExecRequest, ExecResult, Progress
 from worker.job import OutputKind, ProducedFile
 
@@ -30,8 +30,11 @@ _KINDS: dict[str, OutputKind] = {".png": "image", ".txt": "text", ".mp4": "video
 
 
 class ScriptedExecutor:
-    def __init__(self, start_fails: bool = False, start_s: float = 0.0) -> None:
+    def __init__(
+        self, start_fails: bool = False, start_s: float = 0.0, start_config_error: bool = False
+    ) -> None:
         self.start_fails = start_fails
+        self.start_config_error = start_config_error
         self.start_s = start_s
         self.started = 0
         self.executed: list[str] = []
@@ -42,6 +45,8 @@ class ScriptedExecutor:
         time.sleep(self.start_s)  # a slow boot (imports, model downloads, warmup)
         if self.start_fails:
             raise WorkerBroken("scripted: start failed")
+        if self.start_config_error:
+            raise ConfigError("WARMUP_WORKFLOW=scripted is not a valid workflow")
 
     def interrupt(self) -> None:
         self._interrupt.set()
@@ -124,3 +129,8 @@ def build_broken(settings: Settings) -> ScriptedExecutor:
 def build_slow_start(settings: Settings) -> ScriptedExecutor:
     """``EXECUTOR=tests.fakes.scripted:build_slow_start``: boots for 3 s, longer than idling."""
     return ScriptedExecutor(start_s=3.0)
+
+
+def build_bad_config(settings: Settings) -> ScriptedExecutor:
+    """``EXECUTOR=tests.fakes.scripted:build_bad_config``: start() finds a bad setting."""
+    return ScriptedExecutor(start_config_error=True)

@@ -53,6 +53,8 @@ def exit_code(reason: ExitReason, finite_source: bool) -> ExitCode:
         return ExitCode.INTERRUPTED if finite_source else ExitCode.OK
     if reason is ExitReason.UNAVAILABLE:
         return ExitCode.SERVICE_UNAVAILABLE
+    if reason is ExitReason.CONFIG:
+        return ExitCode.CONFIG
     return ExitCode.WORKER_BROKEN
 
 
