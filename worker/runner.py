@@ -14,7 +14,6 @@ holds at most the message its pull just returned. Every outcome goes through
 
 from __future__ import annotations
 
-import json
 import logging
 import threading
 import time
@@ -23,19 +22,11 @@ from dataclasses import dataclass
 from enum import Enum
 from typing import Any
 
-from worker import logs
+from worker import logs, progress, supervise
 from worker.config import Settings
-from worker.errors import (
-    ConfigError,
-    ErrorType,
-    Interrupted,
-    JobFailed,
-    ServiceUnavailable,
-    Stopped,
-    WorkerBroken,
-)
+from worker.errors import ConfigError, ServiceUnavailable, Stopped
 from worker.events.base import EventPublisher
-from worker.executor.base import ExecRequest, ExecResult, Executor, Progress, ProgressSink
+from worker.executor.base import ExecRequest, Executor
 from worker.finisher import Finished, Finisher
 from worker.parse import Parser
 from worker.prepare import MAX_RESULT_BYTES, Prepared, prepare
@@ -43,10 +34,10 @@ from worker.result import RESULT_NAME
 from worker.settle import Halt, Health, Settler, decide
 from worker.sources.base import JobSource
 from worker.storage.base import ObjectStore
+from worker.supervise import POLL_S, Execution
 from worker.tasks import Task
 
 log = logging.getLogger(__name__)
-POLL_S = 0.05  # how often the control loop looks at stop requests while it waits
 
 
 class ExitReason(Enum):
@@ -100,6 +91,12 @@ class Runner:
         self._pending: Task[Acquired] | None = None
         self._interrupted: tuple[Prepared, BaseException | None] | None = None
         self._last_work = time.monotonic()
+        self._limits = supervise.Limits(
+            job_timeout_s=self._t.job_s,
+            stop_at=self._stop_at(),
+            # On a stop, leave time inside Cloud Run's 10 s to nack and exit.
+            stop_grace_s=max(1.0, self._t.shutdown_grace_s - 2.0),
+        )
         self.jobs_executed = 0
 
     # -- public -----------------------------------------------------------------------------
@@ -273,7 +270,7 @@ class Runner:
             job.workflow,
             prepared.input_dir,
             prepared.output_dir,
-            progress=self._progress_sink(job.job_id),
+            progress=progress.sink_for(job.job_id, self._progress_publisher),
         )
         logs.event(
             log,
@@ -283,18 +280,18 @@ class Runner:
             delivery_attempt=prepared.ctx.delivery_attempt,
             waited_s=round(time.monotonic() - prepared.received_at, 4),
         )
-        execution = Task(lambda: self._executor.execute(request), "executor")
+        execution = Execution(self._executor, request, self._limits, self._stop)
         # Only now, with a job running, may one more message be pulled.
         if self._pending is None and not self._stop.is_set():
             self._pending = Task(self._acquire, "prefetch")
-        outcome, result = self._await_execution(execution)
-        execution_s = (execution.finished_at or time.monotonic()) - execution.started_at
+        ran = execution.wait()
+        outcome = ran.error
         self.jobs_executed += 1
-        self._recent_exec_s.append(execution_s)
+        self._recent_exec_s.append(ran.seconds)
         self._last_work = time.monotonic()
         decision = decide(outcome)
         if decision.record_result:
-            self._record(Finished(prepared, outcome, result, execution_s))
+            self._record(Finished(prepared, outcome, ran.result, ran.seconds))
         elif decision.halt is Halt.STOP:
             # Nacked in _shutdown, after the prefetch pull returns: nacked now, the message
             # would go straight back to that pull and cost a second delivery attempt.
@@ -326,71 +323,6 @@ class Runner:
             return False
         self._settle_unrun(prepared, prepared.early)
         return True
-
-    def _await_execution(
-        self, execution: Task[ExecResult]
-    ) -> tuple[BaseException | None, ExecResult | None]:
-        deadline = execution.started_at + self._t.job_s
-        interrupted_for: str | None = None
-        interrupted_at = 0.0
-        while not execution.wait(POLL_S):
-            now = time.monotonic()
-            if interrupted_for is None:
-                if self._stop.is_set() or now >= self._stop_at():
-                    interrupted_for = "stop"
-                elif now >= deadline:
-                    interrupted_for = "timeout"
-                if interrupted_for is not None:
-                    interrupted_at = now
-                    self._executor.interrupt()
-            elif now - interrupted_at > self._interrupt_grace_s(interrupted_for):
-                return WorkerBroken(
-                    f"the executor did not stop within "
-                    f"{self._interrupt_grace_s(interrupted_for):.0f} s of an "
-                    "interrupt"
-                ), None
-        try:
-            return None, execution.result()
-        except Interrupted:
-            if interrupted_for == "timeout":
-                return JobFailed(
-                    ErrorType.TIMEOUT,
-                    f"the job ran longer than JOB_TIMEOUT_S="
-                    f"{self._t.job_s:.0f} s and was interrupted",
-                ), None
-            return Stopped("interrupted by a stop request"), None
-        except Exception as exc:
-            return exc, None
-
-    def _interrupt_grace_s(self, why: str) -> float:
-        # On a stop, leave time inside Cloud Run's 10 s to nack and exit.
-        return max(1.0, self._t.shutdown_grace_s - 2.0) if why == "stop" else 30.0
-
-    def _progress_sink(self, job_id: str) -> ProgressSink:
-        publisher = self._progress_publisher
-
-        def sink(progress: Progress) -> None:
-            logs.event(
-                log,
-                "job.progress",
-                job_id=job_id,
-                node_id=progress.node_id,
-                value=progress.value,
-                total=progress.total,
-            )
-            if publisher is not None:
-                data = json.dumps(
-                    {
-                        "job_id": job_id,
-                        "status": "running",
-                        "node_id": progress.node_id,
-                        "value": progress.value,
-                        "total": progress.total,
-                    }
-                ).encode()
-                publisher.publish_nowait(data, {"job_id": job_id, "status": "running"})
-
-        return sink
 
     # -- shutting down -------------------------------------------------------------------------
 
