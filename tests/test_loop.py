@@ -7,7 +7,7 @@ import json
 import time
 from pathlib import Path
 
-from tests.cloud import Cloud
+from tests.cloud import PROJECT, Cloud
 from tests.fakes.scripted import workflow
 from tests.helpers import run_worker
 from worker.exitcodes import ExitCode
@@ -242,3 +242,16 @@ def test_task_budget_stops_before_the_deadline(cloud: Cloud) -> None:
     assert code == ExitCode.OK
     assert time.monotonic() - started < 10
     assert cloud.result("long") is None and cloud.backlog() == 1  # interrupted and handed back
+
+
+def test_progress_is_published_when_a_progress_topic_is_set(cloud: Cloud) -> None:
+    topic = f"projects/{PROJECT}/topics/progress-{cloud.suffix}"
+    watch = f"projects/{PROJECT}/subscriptions/progress-{cloud.suffix}"
+    cloud.publisher.create_topic(name=topic)
+    cloud.subscriber.create_subscription(name=watch, topic=topic)
+    cloud.publish({"job_id": "p1", "workflow": workflow(sleep_s=0.5)})
+    assert run_worker(cloud, PROGRESS_TOPIC=topic) == ExitCode.OK
+    updates = [json.loads(m.message.data) for m in cloud.pull(watch, 3)]
+    assert len(updates) == 3
+    assert all(u["job_id"] == "p1" and u["status"] == "running" for u in updates)
+    assert all(0 < u["value"] <= u["total"] == 0.5 for u in updates)
