@@ -7,7 +7,6 @@ dataclass; the README's table of variables mirrors this file.
 
 from __future__ import annotations
 
-import builtins
 import re
 import shlex
 from collections.abc import Mapping
@@ -24,21 +23,21 @@ N = TypeVar("N", int, float)
 class _Reader:
     """Reads typed values from a mapping and collects every problem instead of stopping early."""
 
-    def __init__(self, env: Mapping[builtins.str, builtins.str]) -> None:
+    def __init__(self, env: Mapping[str, str]) -> None:
         self.env = env
-        self.problems: builtins.list[builtins.str] = []
+        self.problems: list[str] = []
 
-    def str(self, name: builtins.str, default: builtins.str | None = None) -> builtins.str | None:
+    def text(self, name: str, default: str | None = None) -> str | None:
         value = self.env.get(name, "").strip()
         return value or default
 
-    def int(
+    def integer(
         self,
-        name: builtins.str,
-        default: builtins.int,
-        lo: builtins.int = 0,
-        hi: builtins.int | None = None,
-    ) -> builtins.int:
+        name: str,
+        default: int,
+        lo: int = 0,
+        hi: int | None = None,
+    ) -> int:
         raw = self.env.get(name, "").strip()
         if not raw:
             return default
@@ -49,13 +48,13 @@ class _Reader:
             return default
         return self._bounded(name, value, lo, hi)
 
-    def float(
+    def number(
         self,
-        name: builtins.str,
-        default: builtins.float,
-        lo: builtins.float = 0.0,
-        hi: builtins.float | None = None,
-    ) -> builtins.float:
+        name: str,
+        default: float,
+        lo: float = 0.0,
+        hi: float | None = None,
+    ) -> float:
         raw = self.env.get(name, "").strip()
         if not raw:
             return default
@@ -66,7 +65,7 @@ class _Reader:
             return default
         return self._bounded(name, value, lo, hi)
 
-    def bool(self, name: builtins.str, default: builtins.bool) -> builtins.bool:
+    def flag(self, name: str, default: bool) -> bool:
         raw = self.env.get(name, "").strip().lower()
         if not raw:
             return default
@@ -77,18 +76,14 @@ class _Reader:
         self.problems.append(f"{name}={raw!r} must be one of true/false/1/0/yes/no/on/off")
         return default
 
-    def list(
-        self, name: builtins.str, default: tuple[builtins.str, ...] = ()
-    ) -> tuple[builtins.str, ...]:
+    def items(self, name: str, default: tuple[str, ...] = ()) -> tuple[str, ...]:
         raw = self.env.get(name, "").strip()
         if not raw:
             return default
         return tuple(part.strip() for part in raw.split(",") if part.strip())
 
-    def gs_uri(
-        self, name: builtins.str, default: builtins.str | None = None
-    ) -> builtins.str | None:
-        value = self.str(name, default)
+    def gs_uri(self, name: str, default: str | None = None) -> str | None:
+        value = self.text(name, default)
         if value is None:
             return None
         if not re.fullmatch(r"gs://[a-z0-9][a-z0-9._-]{1,221}[a-z0-9](/[^\s]*)?", value):
@@ -96,7 +91,7 @@ class _Reader:
             return None
         return value.rstrip("/")
 
-    def _bounded(self, name: builtins.str, value: N, lo: N, hi: N | None) -> N:
+    def _bounded(self, name: str, value: N, lo: N, hi: N | None) -> N:
         if value < lo or (hi is not None and value > hi):
             bound = f"between {lo} and {hi}" if hi is not None else f"at least {lo}"
             self.problems.append(f"{name}={value} must be {bound}")
@@ -105,7 +100,7 @@ class _Reader:
 
 def _resource(r: _Reader, name: str, kind: str, project: str | None) -> str | None:
     """Accept ``projects/P/<kind>/NAME`` or a bare ``NAME`` resolved with GOOGLE_CLOUD_PROJECT."""
-    value = r.str(name)
+    value = r.text(name)
     if value is None:
         return None
     if value.startswith("projects/"):
@@ -136,12 +131,16 @@ class Limits:
     @classmethod
     def read(cls, r: _Reader) -> Limits:
         return cls(
-            max_message_bytes=r.int("MAX_MESSAGE_BYTES", cls.max_message_bytes, 1024, 10_000_000),
-            max_inputs=r.int("MAX_INPUTS", cls.max_inputs, 0, 10_000),
-            max_input_bytes=r.int("MAX_INPUT_BYTES", cls.max_input_bytes, 1),
-            max_total_input_bytes=r.int("MAX_TOTAL_INPUT_BYTES", cls.max_total_input_bytes, 1),
-            max_metadata_bytes=r.int("MAX_METADATA_BYTES", cls.max_metadata_bytes, 0, 1_000_000),
-            allowed_input_buckets=r.list("ALLOWED_INPUT_BUCKETS"),
+            max_message_bytes=r.integer(
+                "MAX_MESSAGE_BYTES", cls.max_message_bytes, 1024, 10_000_000
+            ),
+            max_inputs=r.integer("MAX_INPUTS", cls.max_inputs, 0, 10_000),
+            max_input_bytes=r.integer("MAX_INPUT_BYTES", cls.max_input_bytes, 1),
+            max_total_input_bytes=r.integer("MAX_TOTAL_INPUT_BYTES", cls.max_total_input_bytes, 1),
+            max_metadata_bytes=r.integer(
+                "MAX_METADATA_BYTES", cls.max_metadata_bytes, 0, 1_000_000
+            ),
+            allowed_input_buckets=r.items("ALLOWED_INPUT_BUCKETS"),
         )
 
 
@@ -161,14 +160,14 @@ class Timeouts:
     @classmethod
     def read(cls, r: _Reader) -> Timeouts:
         return cls(
-            job_s=r.float("JOB_TIMEOUT_S", cls.job_s, 1.0, 86_400.0),
-            idle_exit_s=r.float("IDLE_EXIT_S", cls.idle_exit_s, 0.0),
-            task_s=r.float("TASK_TIMEOUT_S", cls.task_s, 10.0, 7 * 86_400.0),
-            stop_margin_s=r.float("STOP_MARGIN_S", cls.stop_margin_s, 0.0),
-            shutdown_grace_s=r.float("SHUTDOWN_GRACE_S", cls.shutdown_grace_s, 1.0, 60.0),
-            lease_extension_s=r.float("LEASE_EXTENSION_S", cls.lease_extension_s, 10.0, 600.0),
-            pull_s=r.float("PULL_TIMEOUT_S", cls.pull_s, 1.5, 60.0),
-            service_retry_s=r.float("SERVICE_RETRY_S", cls.service_retry_s, 1.0, 3600.0),
+            job_s=r.number("JOB_TIMEOUT_S", cls.job_s, 1.0, 86_400.0),
+            idle_exit_s=r.number("IDLE_EXIT_S", cls.idle_exit_s, 0.0),
+            task_s=r.number("TASK_TIMEOUT_S", cls.task_s, 10.0, 7 * 86_400.0),
+            stop_margin_s=r.number("STOP_MARGIN_S", cls.stop_margin_s, 0.0),
+            shutdown_grace_s=r.number("SHUTDOWN_GRACE_S", cls.shutdown_grace_s, 1.0, 60.0),
+            lease_extension_s=r.number("LEASE_EXTENSION_S", cls.lease_extension_s, 10.0, 600.0),
+            pull_s=r.number("PULL_TIMEOUT_S", cls.pull_s, 1.5, 60.0),
+            service_retry_s=r.number("SERVICE_RETRY_S", cls.service_retry_s, 1.0, 3600.0),
         )
 
 
@@ -185,11 +184,11 @@ class Identity:
     @classmethod
     def read(cls, r: _Reader) -> Identity:
         return cls(
-            job=r.str("CLOUD_RUN_JOB"),
-            execution=r.str("CLOUD_RUN_EXECUTION"),
-            task_index=r.int("CLOUD_RUN_TASK_INDEX", 0, 0),
-            task_count=r.int("CLOUD_RUN_TASK_COUNT", 1, 1),
-            task_attempt=r.int("CLOUD_RUN_TASK_ATTEMPT", 0, 0),
+            job=r.text("CLOUD_RUN_JOB"),
+            execution=r.text("CLOUD_RUN_EXECUTION"),
+            task_index=r.integer("CLOUD_RUN_TASK_INDEX", 0, 0),
+            task_count=r.integer("CLOUD_RUN_TASK_COUNT", 1, 1),
+            task_attempt=r.integer("CLOUD_RUN_TASK_ATTEMPT", 0, 0),
         )
 
 
@@ -217,21 +216,21 @@ class ComfySettings:
     @classmethod
     def read(cls, r: _Reader, project: str | None) -> ComfySettings:
         def path(name: str) -> Path | None:
-            value = r.str(name)
+            value = r.text(name)
             return Path(value) if value else None
 
-        device = (r.str("COMFYUI_DEVICE", "auto") or "auto").lower()
+        device = (r.text("COMFYUI_DEVICE", "auto") or "auto").lower()
         if device not in ("auto", "cuda", "cpu"):
             r.problems.append(f"COMFYUI_DEVICE={device!r} must be auto, cuda or cpu")
         try:
-            comfyui_args = tuple(shlex.split(r.str("COMFYUI_ARGS", "") or ""))
+            comfyui_args = tuple(shlex.split(r.text("COMFYUI_ARGS", "") or ""))
         except ValueError as exc:
             r.problems.append(f"COMFYUI_ARGS is not a valid shell-quoted list of flags: {exc}")
             comfyui_args = ()
-        manifest = r.str("MODEL_MANIFEST")
+        manifest = r.text("MODEL_MANIFEST")
         if manifest is not None and manifest.startswith("gs://"):
             manifest = r.gs_uri("MODEL_MANIFEST")
-        warmup = r.str("WARMUP_WORKFLOW")
+        warmup = r.text("WARMUP_WORKFLOW")
         if warmup is not None and warmup.startswith("gs://"):
             warmup = r.gs_uri("WARMUP_WORKFLOW")
         return cls(
@@ -242,12 +241,12 @@ class ComfySettings:
             extra_model_paths=path("EXTRA_MODEL_PATHS"),
             model_manifest=manifest,
             model_cache_dir=path("MODEL_CACHE_DIR"),
-            model_download_workers=r.int("MODEL_DOWNLOAD_WORKERS", 8, 1, 64),
-            model_chunk_mib=r.int("MODEL_CHUNK_MIB", 32, 1, 1024),
+            model_download_workers=r.integer("MODEL_DOWNLOAD_WORKERS", 8, 1, 64),
+            model_chunk_mib=r.integer("MODEL_CHUNK_MIB", 32, 1, 1024),
             warmup_workflow=warmup,
-            png_metadata=r.bool("PNG_METADATA", False),
+            png_metadata=r.flag("PNG_METADATA", False),
             progress_topic=_resource(r, "PROGRESS_TOPIC", "topics", project),
-            progress_interval_s=r.float("PROGRESS_INTERVAL_S", 1.0, 0.0, 3600.0),
+            progress_interval_s=r.number("PROGRESS_INTERVAL_S", 1.0, 0.0, 3600.0),
         )
 
 
@@ -277,32 +276,34 @@ class ProducerSettings:
 
     @classmethod
     def read(cls, r: _Reader) -> ProducerSettings:
-        pipelines = r.str("PIPELINES_DIR")
-        region = r.str("REGION")
+        pipelines = r.text("PIPELINES_DIR")
+        region = r.text("REGION")
         return cls(
             pipelines_dir=Path(pipelines) if pipelines else cls.pipelines_dir,
             region=region,
-            run_job=_run_job(r, r.str("GOOGLE_CLOUD_PROJECT"), region),
+            run_job=_run_job(r, r.text("GOOGLE_CLOUD_PROJECT"), region),
             run_api_endpoint=_endpoint(r, "RUN_API_ENDPOINT"),
             monitoring_api_endpoint=_endpoint(r, "MONITORING_API_ENDPOINT"),
-            dispatch_max_tasks=r.int("DISPATCH_MAX_TASKS", cls.dispatch_max_tasks, 1, 10_000),
-            dispatch_jobs_per_task=r.int(
+            dispatch_max_tasks=r.integer("DISPATCH_MAX_TASKS", cls.dispatch_max_tasks, 1, 10_000),
+            dispatch_jobs_per_task=r.integer(
                 "DISPATCH_JOBS_PER_TASK", cls.dispatch_jobs_per_task, 1, 1_000_000
             ),
-            dispatch_max_executions=r.int(
+            dispatch_max_executions=r.integer(
                 "DISPATCH_MAX_EXECUTIONS", cls.dispatch_max_executions, 1, 1000
             ),
-            dispatch_daily_task_budget=r.int("DISPATCH_DAILY_TASK_BUDGET", 0, 0),
+            dispatch_daily_task_budget=r.integer("DISPATCH_DAILY_TASK_BUDGET", 0, 0),
             dispatch_lock_uri=r.gs_uri("DISPATCH_LOCK_URI"),
-            dispatch_lock_s=r.float("DISPATCH_LOCK_S", cls.dispatch_lock_s, 5.0, 3600.0),
+            dispatch_lock_s=r.number("DISPATCH_LOCK_S", cls.dispatch_lock_s, 5.0, 3600.0),
             submit_input_uri=r.gs_uri("SUBMIT_INPUT_URI"),
-            manifest_max_bytes=r.int("MANIFEST_MAX_BYTES", cls.manifest_max_bytes, 1),
-            manifest_max_attempts=r.int("MANIFEST_MAX_ATTEMPTS", cls.manifest_max_attempts, 1, 100),
+            manifest_max_bytes=r.integer("MANIFEST_MAX_BYTES", cls.manifest_max_bytes, 1),
+            manifest_max_attempts=r.integer(
+                "MANIFEST_MAX_ATTEMPTS", cls.manifest_max_attempts, 1, 100
+            ),
         )
 
 
 def _run_job(r: _Reader, project: str | None, region: str | None) -> str | None:
-    value = r.str("RUN_JOB")
+    value = r.text("RUN_JOB")
     if value is None:
         return None
     if value.startswith("projects/"):
@@ -319,7 +320,7 @@ def _run_job(r: _Reader, project: str | None, region: str | None) -> str | None:
 
 
 def _endpoint(r: _Reader, name: str) -> str | None:
-    value = r.str(name)
+    value = r.text(name)
     if value is not None and not re.fullmatch(r"https?://[^\s/]+(/[^\s]*)?", value):
         r.problems.append(f"{name}={value!r} must be an http(s):// URL")
         return None
@@ -349,8 +350,8 @@ class Settings:
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> Settings:
         r = _Reader(env)
-        project = r.str("GOOGLE_CLOUD_PROJECT")
-        log_level = (r.str("LOG_LEVEL", "INFO") or "INFO").upper()
+        project = r.text("GOOGLE_CLOUD_PROJECT")
+        log_level = (r.text("LOG_LEVEL", "INFO") or "INFO").upper()
         if log_level not in ("DEBUG", "INFO", "WARNING", "ERROR"):
             r.problems.append(f"LOG_LEVEL={log_level!r} must be DEBUG, INFO, WARNING or ERROR")
         settings = cls(
@@ -360,10 +361,10 @@ class Settings:
             jobs_topic=_resource(r, "JOBS_TOPIC", "topics", project),
             output_uri=r.gs_uri("OUTPUT_URI"),
             manifest_uri=r.gs_uri("MANIFEST_URI"),
-            max_jobs=r.int("MAX_JOBS", 0, 0),
-            max_consecutive_transient=r.int("MAX_CONSECUTIVE_TRANSIENT", 3, 1),
-            work_dir=Path(r.str("WORK_DIR", "/tmp/worker") or "/tmp/worker"),
-            executor=r.str("EXECUTOR", cls.executor) or cls.executor,
+            max_jobs=r.integer("MAX_JOBS", 0, 0),
+            max_consecutive_transient=r.integer("MAX_CONSECUTIVE_TRANSIENT", 3, 1),
+            work_dir=Path(r.text("WORK_DIR", "/tmp/worker") or "/tmp/worker"),
+            executor=r.text("EXECUTOR", cls.executor) or cls.executor,
             log_level=log_level,
             limits=Limits.read(r),
             timeouts=Timeouts.read(r),
