@@ -87,21 +87,26 @@ class GcsStore:
         blob = self._call(f"GCS stat {uri}", get)
         return None if blob is None else _info(uri, blob)
 
-    def _create(self, uri: str, what: str, send: Callable[[storage.Blob], None]) -> bool:
-        """Create ``uri`` with ``send`` under generation precondition 0; False if it existed."""
+    def _create(
+        self, uri: str, what: str, send: Callable[[storage.Blob], None]
+    ) -> ObjectInfo | None:
+        """Create ``uri`` with ``send`` under generation precondition 0.
+
+        Returns what was stored (the upload's response carries it), or None if it existed.
+        """
         blob = self._blob(uri)
 
-        def attempt() -> bool:
+        def attempt() -> ObjectInfo | None:
             try:
                 send(blob)
             except gexc.PreconditionFailed:
-                return False
-            return True
+                return None
+            return _info(uri, blob)
 
         return self._call(f"{what} {uri}", attempt)
 
     def put_file_once(self, uri: str, path: Path, content_type: str) -> ObjectInfo:
-        self._create(
+        created = self._create(
             uri,
             "GCS upload",
             lambda blob: blob.upload_from_filename(
@@ -113,11 +118,10 @@ class GcsStore:
                 checksum="crc32c",
             ),
         )
-        # Describe what is stored, whether this call or an earlier attempt of the job wrote it.
-        stored = self.stat(uri)
-        if stored is None:
-            raise ObjectNotFound(f"{uri} was written a moment ago and is gone")
-        return stored
+        if created is not None:
+            return created
+        # An earlier attempt of this job wrote it: describe what is stored.
+        return self._existing(uri)
 
     def put_bytes_once(self, uri: str, data: bytes, content_type: str) -> ObjectInfo | None:
         created = self._create(
@@ -132,15 +136,19 @@ class GcsStore:
                 checksum="crc32c",
             ),
         )
-        stored = self.stat(uri)
-        if stored is None:
-            raise ObjectNotFound(f"{uri} was written a moment ago and is gone")
-        if created:
-            return stored
+        if created is not None:
+            return created
+        stored = self._existing(uri)
         # 412 also answers a retry whose first try did land (its response was lost): the
         # object is then ours, byte for byte. Only different bytes mean another writer won.
         ours = base64.b64encode(hashlib.md5(data, usedforsecurity=False).digest()).decode()
         return stored if stored.md5 == ours else None
+
+    def _existing(self, uri: str) -> ObjectInfo:
+        stored = self.stat(uri)
+        if stored is None:
+            raise ObjectNotFound(f"{uri} existed a moment ago and is gone")
+        return stored
 
     def get_bytes(self, uri: str, max_bytes: int) -> bytes | None:
         blob = self._blob(uri)
