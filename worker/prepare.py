@@ -55,6 +55,17 @@ class Prepared:
             shutil.rmtree(self.workdir, ignore_errors=True)
 
 
+def existing_result(store: ObjectStore, ctx: JobContext) -> bytes | None:
+    """``result.json`` of an earlier attempt of this job, if any: then the job is done."""
+    try:
+        return store.get_bytes(f"{ctx.folder}/{RESULT_NAME}", MAX_RESULT_BYTES)
+    except AccessDenied as exc:
+        raise WorkerBroken(
+            f"{exc}: grant the worker's service account access to "
+            "the output bucket (roles/storage.objectUser)"
+        ) from exc
+
+
 def prepare(delivery: Delivery, parser: Parser, store: ObjectStore, settings: Settings) -> Prepared:
     received = time.monotonic()
     assert settings.output_uri is not None
@@ -80,17 +91,12 @@ def prepare(delivery: Delivery, parser: Parser, store: ObjectStore, settings: Se
     )
     prepared = Prepared(delivery, ctx, job=job, received_at=received)
     try:
-        prepared.existing = store.get_bytes(f"{ctx.folder}/{RESULT_NAME}", MAX_RESULT_BYTES)
+        prepared.existing = existing_result(store, ctx)
         if prepared.existing is None:
             prepared.workdir = settings.work_dir / f"{job.job_id}.{uuid.uuid4().hex[:8]}"
             prepared.input_dir.mkdir(parents=True)
             prepared.output_dir.mkdir()
             stage(job.inputs, prepared.input_dir, store, settings.limits)
-    except AccessDenied as exc:
-        prepared.early = WorkerBroken(
-            f"{exc}: grant the worker's service account access to "
-            "the output bucket (roles/storage.objectUser)"
-        )
     except Exception as exc:  # classified by worker.settle.decide
         prepared.early = exc
     prepared.inputs_s = time.monotonic() - received

@@ -29,8 +29,7 @@ from worker.events.base import EventPublisher
 from worker.executor.base import ExecRequest, Executor
 from worker.finisher import Finished, Finisher
 from worker.parse import Parser
-from worker.prepare import MAX_RESULT_BYTES, Prepared, prepare
-from worker.result import RESULT_NAME
+from worker.prepare import Prepared, existing_result, prepare
 from worker.settle import Halt, Health, Settler, decide
 from worker.sources.base import JobSource
 from worker.storage.base import ObjectStore
@@ -314,9 +313,7 @@ class Runner:
         if not self._finisher.wait_recorded(prepared.ctx.job_id, self._t.service_retry_s):
             return False
         try:
-            prepared.existing = self._store.get_bytes(
-                f"{prepared.ctx.folder}/{RESULT_NAME}", MAX_RESULT_BYTES
-            )
+            prepared.existing = existing_result(self._store, prepared.ctx)
         except Exception as exc:
             prepared.early = exc
         if prepared.existing is None and prepared.early is None:
