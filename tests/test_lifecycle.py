@@ -153,10 +153,8 @@ def test_unreachable_gcs_is_retried_with_warnings_then_nacked(cloud: Cloud, tmp_
     assert len(cloud.pull(cloud.jobs_subscription, 1, timeout_s=3)) == 1  # redelivered
 
 
-def test_bad_configuration_names_the_variable(cloud: Cloud) -> None:
-    env = {**os.environ, **cloud.env(IDLE_EXIT_S="soon", OUTPUT_URI="s3://nope")}
-    env["PYTHONPATH"] = str(REPO)
-    done = subprocess.run(
+def run_to_exit(env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
         [sys.executable, "-m", "worker", "run"],
         cwd=REPO,
         env=env,
@@ -165,19 +163,17 @@ def test_bad_configuration_names_the_variable(cloud: Cloud) -> None:
         timeout=60,
         check=False,
     )
+
+
+def test_bad_configuration_names_the_variable(cloud: Cloud) -> None:
+    env = {**os.environ, **cloud.env(IDLE_EXIT_S="soon", OUTPUT_URI="s3://nope")}
+    env["PYTHONPATH"] = str(REPO)
+    done = run_to_exit(env)
     assert done.returncode == ExitCode.CONFIG
     assert "IDLE_EXIT_S='soon'" in done.stderr and "OUTPUT_URI='s3://nope'" in done.stderr
     env.pop("JOBS_SUBSCRIPTION")
     env["IDLE_EXIT_S"], env["OUTPUT_URI"] = "1", cloud.output_uri
-    done = subprocess.run(
-        [sys.executable, "-m", "worker", "run"],
-        cwd=REPO,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    done = run_to_exit(env)
     assert done.returncode == ExitCode.CONFIG and "JOBS_SUBSCRIPTION" in done.stderr
 
 
