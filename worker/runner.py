@@ -85,7 +85,7 @@ class Runner:
         self._stop_requested_at: float | None = None
         self._taken = 0  # messages received (bounds prefetching under MAX_JOBS)
         self._handled = 0  # messages finished with (MAX_JOBS counts these)
-        self._taken_lock = threading.Lock()
+        self._count_lock = threading.Lock()
         self._recent_exec_s: deque[float] = deque(maxlen=5)
         self._pending: Task[Acquired] | None = None
         self._interrupted: tuple[Prepared, BaseException | None] | None = None
@@ -214,7 +214,7 @@ class Runner:
             if delivery is None:
                 return Acquired(None, saw_work, empty=True)
             saw_work = True
-            with self._taken_lock:
+            with self._count_lock:
                 self._taken += 1
             prepared = prepare(delivery, self._parser, self._store, self._settings)
             logs.event(
@@ -236,7 +236,7 @@ class Runner:
         return Acquired(None, saw_work, empty=False)
 
     def _count_handled(self) -> None:
-        with self._taken_lock:
+        with self._count_lock:
             self._handled += 1
 
     def _may_take(self) -> bool:
