@@ -1,7 +1,8 @@
 # syntax=docker/dockerfile:1
-# The worker image: a CUDA 12 base, one virtual env (/opt/venv) with the pinned cu126 torch set and
-# the worker's libraries, ComfyUI at a pinned release (/opt/comfyui), the worker's code (/app).
-# No models: they come from a GCS volume mount or a manifest download (docs/deploy.md).
+# The worker image: a CUDA 12 base, one virtual env (/opt/venv) holding exactly the hashed lock
+# image/requirements.lock (the cu126 torch set, ComfyUI's requirements, the worker's libraries;
+# no triton, see docs/deploy.md), ComfyUI's source at a pinned release (/opt/comfyui), the worker
+# (/app). No models: they come from a GCS volume mount or a manifest download (docs/deploy.md).
 #
 # The base image, the ComfyUI source and the wheel index are build arguments, so the same file
 # builds offline in scripts/check-deploy --image (a debootstrap'd Debian base, a local git daemon).
@@ -12,6 +13,9 @@ ARG BASE_IMAGE=nvidia/cuda:12.6.3-base-ubuntu24.04
 
 FROM ${BASE_IMAGE} AS build
 ARG PIP_INDEX_URL=https://pypi.org/simple
+# A folder of wheels to prefer over the index (the offline build mounts its cache there); the
+# lock's hashes are checked either way.
+ARG PIP_FIND_LINKS=
 ARG COMFYUI_REPO=https://github.com/comfyanonymous/ComfyUI.git
 ARG COMFYUI_REF=v0.33.0
 ARG COMFYUI_COMMIT=2f35f4a08176d993cded35dac3332be4f7287f41
@@ -22,7 +26,8 @@ ARG PIP_CERT
 ENV DEBIAN_FRONTEND=noninteractive \
     PIP_NO_CACHE_DIR=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1 \
-    PIP_INDEX_URL=${PIP_INDEX_URL}
+    PIP_INDEX_URL=${PIP_INDEX_URL} \
+    PIP_FIND_LINKS=${PIP_FIND_LINKS}
 SHELL ["/bin/bash", "-o", "pipefail", "-c"]
 # Unpinned apt packages on purpose: the base tag pins the distribution, and its security
 # updates are wanted (hadolint DL3008 is skipped for this reason in scripts/check-deploy).
@@ -30,14 +35,18 @@ RUN apt-get update \
  && apt-get install -y --no-install-recommends python3 python3-venv git ca-certificates \
  && rm -rf /var/lib/apt/lists/*
 RUN python3 -m venv /opt/venv
-# torch and friends first: the biggest layer, and it changes least often.
-COPY requirements.txt /src/requirements.txt
-RUN /opt/venv/bin/pip install -r /src/requirements.txt
+# The whole Python set first: the biggest layer, and it changes least often. --no-deps: the lock
+# is complete (and leaves triton out on purpose, which torch's metadata asks for).
+COPY image/requirements.lock /src/image/requirements.lock
+RUN /opt/venv/bin/pip install --no-deps --require-hashes -r /src/image/requirements.lock
+# Fail the build if anything the worker's start-up imports crashes at import in this set.
+COPY image/startup-imports.txt /src/image/startup-imports.txt
+COPY tests/deploy/startup_imports.py /src/image/startup_imports.py
+RUN /opt/venv/bin/python /src/image/startup_imports.py check /src/image/startup-imports.txt
 COPY scripts/install-comfyui /src/scripts/install-comfyui
 RUN nodes=(); for n in ${CUSTOM_NODES}; do nodes+=(--custom-node "$n"); done; \
-    /src/scripts/install-comfyui --dir /opt/comfyui --python /opt/venv/bin/python \
-      --repo "${COMFYUI_REPO}" --ref "${COMFYUI_REF}" --commit "${COMFYUI_COMMIT}" \
-      --constraints /src/requirements.txt "${nodes[@]}" \
+    /src/scripts/install-comfyui --dir /opt/comfyui \
+      --repo "${COMFYUI_REPO}" --ref "${COMFYUI_REF}" --commit "${COMFYUI_COMMIT}" "${nodes[@]}" \
  && /opt/venv/bin/python -m compileall -q /opt/comfyui
 
 FROM ${BASE_IMAGE}

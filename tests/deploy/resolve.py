@@ -1,23 +1,13 @@
-"""Prove the image's pinned torch set resolves for the image's platform, on CUDA 12 like its base.
-
-Runs ``uv pip compile`` on requirements.txt for manylinux_2_28 x86_64 (metadata only: no wheel is
-downloaded) for the base image's Python and for 3.11, then checks the resolution: torch,
-torchvision, torchaudio and xformers at their pins, every NVIDIA library a ``-cu<major>`` wheel
-of the base image's CUDA major, and the CUDA runtime no newer than the base image's CUDA.
-
-    python -m tests.deploy.resolve --uv UV [--cache DIR] requirements.txt Dockerfile
+"""The torch set's rules, applied to a resolution (the image lock's pins, see imagelock.py):
+torch, torchvision, torchaudio and xformers at their pins, every NVIDIA library a ``-cu<major>``
+wheel of the base image's CUDA major, and the CUDA runtime no newer than the base image's CUDA.
 """
 
 from __future__ import annotations
 
-import argparse
 import re
-import subprocess
-import sys
-from pathlib import Path
 
 TORCH_SET = ("torch", "torchvision", "torchaudio", "xformers")
-PYTHONS = ("3.12", "3.11")  # ubuntu24.04 in the CUDA base; Debian 12 in the offline build
 
 
 def base_cuda(dockerfile: str) -> tuple[int, int]:
@@ -57,47 +47,3 @@ def problems(resolved: dict[str, str], pinned: dict[str, str], cuda: tuple[int, 
                 f"CUDA runtime {runtime} is newer than the base image's CUDA {cuda[0]}.{cuda[1]}"
             )
     return out
-
-
-def compile_for(uv: str, requirements: Path, python: str, cache: str | None) -> dict[str, str]:
-    cmd = [uv, "pip", "compile", str(requirements), "--python-platform", "x86_64-manylinux_2_28"]
-    cmd += ["--python-version", python, "--no-header", "--no-annotate", "--quiet"]
-    cmd += ["--index-url", "https://pypi.org/simple"]
-    if cache:
-        cmd += ["--cache-dir", cache]
-    result = subprocess.run(cmd, capture_output=True, text=True, check=False, timeout=600)
-    if result.returncode != 0:
-        raise RuntimeError(f"uv pip compile (python {python}) failed:\n{result.stderr}")
-    return pins(result.stdout)
-
-
-def main(argv: list[str]) -> int:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--uv", required=True)
-    parser.add_argument("--cache")
-    parser.add_argument("requirements", type=Path)
-    parser.add_argument("dockerfile", type=Path)
-    args = parser.parse_args(argv)
-    cuda = base_cuda(args.dockerfile.read_text())
-    pinned = pins(args.requirements.read_text())
-    bad = []
-    for python in PYTHONS:
-        try:
-            resolved = compile_for(args.uv, args.requirements, python, args.cache)
-        except RuntimeError as exc:
-            print(f"resolve: {exc}", file=sys.stderr)
-            return 1
-        bad += [f"python {python}: {p}" for p in problems(resolved, pinned, cuda)]
-        runtime = resolved.get(f"nvidia-cuda-runtime-cu{cuda[0]}")
-        print(
-            f"resolve: python {python}: torch {resolved.get('torch')}, xformers "
-            f"{resolved.get('xformers')}, CUDA runtime {runtime}; base CUDA {cuda[0]}.{cuda[1]}",
-            file=sys.stderr,
-        )
-    for p in bad:
-        print(f"resolve: {p}", file=sys.stderr)
-    return 1 if bad else 0
-
-
-if __name__ == "__main__":
-    sys.exit(main(sys.argv[1:]))

@@ -55,8 +55,32 @@ def test_dockerignore_lets_in_exactly_what_is_copied() -> None:
     ]
     copied = re.findall(r"^COPY (?:--chown=\S+ )?(\S+) ", DOCKERFILE, re.M)
     copied = [c for c in copied if not c.startswith("--from")]
-    assert set(copied) == {"requirements.txt", "scripts/install-comfyui", "worker", "pipelines"}
+    assert set(copied) == {
+        "image/requirements.lock",
+        "image/startup-imports.txt",
+        "tests/deploy/startup_imports.py",
+        "scripts/install-comfyui",
+        "worker",
+        "pipelines",
+    }
     for path in copied:
         assert not _ignored(path, rules), f"{path} is excluded by .dockerignore"
-    for path in ("tests/conftest.py", ".venv/bin/python", "infra/main.tf", ".git/HEAD"):
+    for path in (
+        "tests/conftest.py",
+        ".venv/bin/python",
+        "infra/main.tf",
+        ".git/HEAD",
+        "requirements.txt",
+        "image/comfyui-requirements.txt",
+    ):
         assert _ignored(path, rules), f"{path} would be sent to the build"
+
+
+def test_the_python_set_is_exactly_the_hashed_lock() -> None:
+    """One pip install, of the lock, complete and hashed; nothing else installs Python packages."""
+    installs = re.findall(r"pip install ([^\n]+)", DOCKERFILE)
+    assert installs == ["--no-deps --require-hashes -r /src/image/requirements.lock"]
+    script = (ROOT / "scripts" / "install-comfyui").read_text()
+    assert "pip install" not in script
+    # The build fails when a start-up import crashes in that set.
+    assert "startup_imports.py check /src/image/startup-imports.txt" in DOCKERFILE

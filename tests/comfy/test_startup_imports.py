@@ -1,0 +1,28 @@
+"""image/startup-imports.txt names every third-party module ComfyUI's own files import during the
+worker's boot (needs COMFYUI_DIR): CI imports that list in the image's Python set, so a module
+missing from it would be a crash CI cannot see."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.comfy.conftest import ComfyHarness
+from tests.deploy import startup_imports
+
+LIST = Path(__file__).resolve().parents[2] / "image" / "startup-imports.txt"
+
+pytestmark = pytest.mark.comfyui
+
+
+def test_every_module_comfyui_imports_at_boot_is_listed(comfy: ComfyHarness) -> None:
+    imported = startup_imports.third_party(dict(sys.modules), comfy.comfyui_dir)
+    assert "torch" in imported and "comfy_kitchen" in imported  # the discovery itself works
+    listed = set(startup_imports.listed(LIST))
+    missing = [m for m in imported if m not in listed and m not in startup_imports.EXCLUDED]
+    assert missing == [], (
+        f"add these to {LIST.name} (COMFYUI_DIR=... python -m tests.deploy.startup_imports "
+        f"discover): {missing}"
+    )
