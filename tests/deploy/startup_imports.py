@@ -7,7 +7,12 @@ one in the interpreter it runs in, the image's venv, going on past failures so t
 them all; it also checks that the packages the lock leaves out cannot be imported. This is how CI
 catches an image whose Python set crashes ComfyUI at start-up without ComfyUI's source.
 
-    python -m tests.deploy.startup_imports check image/startup-imports.txt
+``--as-if-gpu`` does the same as a GPU machine would see it, as far as a CPU machine can: torch
+reports one CUDA device (an sm_89 L4), a ``libcuda.so`` is on triton's search path, and no C
+compiler is on PATH, as in the image's runtime stage. With triton 3.3.1 installed this fails the way
+an L4 would ("Failed to find C compiler"); without triton it passes.
+
+    python -m tests.deploy.startup_imports check [--as-if-gpu] image/startup-imports.txt
     COMFYUI_DIR=DIR python -m tests.deploy.startup_imports discover   (in a ComfyUI venv)
 """
 
@@ -34,6 +39,22 @@ def listed(path: Path) -> list[str]:
         if line:
             names.append(line)
     return names
+
+
+def as_if_gpu(scratch: Path) -> None:
+    """Make this process look like an L4 host to what runs at import: a fake only at the seam
+    that has no local stand-in (the GPU itself)."""
+    import torch
+
+    torch.cuda.is_available = lambda: True
+    torch.cuda.device_count = lambda: 1
+    torch.cuda.get_device_capability = lambda *a, **k: (8, 9)
+    torch.cuda.get_device_name = lambda *a, **k: "NVIDIA L4 (simulated)"
+    (scratch / "libcuda.so").touch()
+    (scratch / "libcuda.so.1").touch()
+    os.environ["TRITON_LIBCUDA_PATH"] = str(scratch)
+    os.environ["PATH"] = str(Path(sys.executable).parent)  # no cc, gcc or clang: like the image
+    os.environ.pop("CC", None)
 
 
 def check(modules: list[str]) -> list[str]:
@@ -108,6 +129,7 @@ def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
     c = sub.add_parser("check", help="import every listed module here")
+    c.add_argument("--as-if-gpu", action="store_true", help="as an L4 host would (see above)")
     c.add_argument("list", type=Path)
     sub.add_parser("discover", help="boot ComfyUI (COMFYUI_DIR) and print what it imported")
     args = parser.parse_args(argv)
@@ -115,10 +137,14 @@ def main(argv: list[str]) -> int:
         for name in discover(Path(os.environ["COMFYUI_DIR"])):
             print(name)
         return 0
-    failures = check(listed(args.list))
+    with tempfile.TemporaryDirectory() as scratch:
+        if args.as_if_gpu:
+            as_if_gpu(Path(scratch))
+        failures = check(listed(args.list))
     for failure in failures:
         print(f"startup-imports: {failure}", file=sys.stderr)
-    print(f"startup-imports: {len(failures)} failure(s) in {sys.executable}", file=sys.stderr)
+    mode = " as if on a GPU" if args.as_if_gpu else ""
+    print(f"startup-imports: {len(failures)} failure(s) in {sys.executable}{mode}", file=sys.stderr)
     return 1 if failures else 0
 
 
