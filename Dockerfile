@@ -13,9 +13,6 @@ ARG BASE_IMAGE=nvidia/cuda:12.6.3-base-ubuntu24.04
 
 FROM ${BASE_IMAGE} AS build
 ARG PIP_INDEX_URL=https://pypi.org/simple
-# A folder of wheels to prefer over the index (the offline build mounts its cache there); the
-# lock's hashes are checked either way.
-ARG PIP_FIND_LINKS=
 ARG COMFYUI_REPO=https://github.com/comfyanonymous/ComfyUI.git
 ARG COMFYUI_REF=v0.33.0
 ARG COMFYUI_COMMIT=2f35f4a08176d993cded35dac3332be4f7287f41
@@ -26,8 +23,7 @@ ARG PIP_CERT
 ENV DEBIAN_FRONTEND=noninteractive \
     PIP_NO_CACHE_DIR=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1 \
-    PIP_INDEX_URL=${PIP_INDEX_URL} \
-    PIP_FIND_LINKS=${PIP_FIND_LINKS}
+    PIP_INDEX_URL=${PIP_INDEX_URL}
 SHELL ["/bin/bash", "-o", "pipefail", "-c"]
 # Unpinned apt packages on purpose: the base tag pins the distribution, and its security
 # updates are wanted (hadolint DL3008 is skipped for this reason in scripts/check-deploy).
