@@ -95,6 +95,11 @@ class CostMeter:
         self._last_cut = max(self._last_cut, end)
         return JobCost(max(0.0, execution_s), billed, billed * self.rate)
 
+    def tail_fields(self) -> dict[str, Any]:
+        """``worker.exit``'s fields: the time after the last cut, on no result."""
+        seconds, usd = self.unattributed()
+        return {"unattributed_s": round(seconds, 3), "unattributed_usd": round(usd, 8)}
+
     def unattributed(self, now: float | None = None) -> tuple[float, float]:
         """Seconds (and USD) since the last cut: what no result carries."""
         seconds = max(0.0, (self._clock() if now is None else now) - self._last_cut)

@@ -17,9 +17,10 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from worker import logs, outputs
+from worker import logs, metrics, outputs
 from worker import result as results
 from worker.config import Identity
+from worker.cost import NOT_EXECUTED, JobCost
 from worker.errors import ErrorType, JobFailed
 from worker.events.base import EventPublisher
 from worker.executor.base import ExecResult
@@ -36,6 +37,7 @@ class Finished:
     outcome: BaseException | None  # None: succeeded
     result: ExecResult | None = None
     execution_s: float = 0.0
+    cost: JobCost = NOT_EXECUTED  # its share of the task's time (worker.cost)
 
 
 class Finisher:
@@ -158,6 +160,7 @@ class Finisher:
             timings=timings,
             identity=self._identity,
             warnings=warnings,
+            cost=item.cost.fields(),
         )
         data = results.encode(doc)
         created = self._store.put_bytes_once(doc["result_uri"], data, "application/json")
@@ -197,6 +200,7 @@ class Finisher:
             "delivery_attempt": prepared.ctx.delivery_attempt,
             "result_uri": doc["result_uri"],
             **doc["timings"],
+            **metrics.result_fields(doc, prepared.job.workflow if prepared.job else None),
         }
         if error is None:
             logs.event(log, "job.succeeded", outputs=len(doc["outputs"]), **fields)

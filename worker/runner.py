@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from enum import Enum
 from typing import Any
 
-from worker import logs, progress, supervise
+from worker import logs, metrics, progress, supervise
 from worker.config import Settings
 from worker.errors import ConfigError, ServiceUnavailable, Stopped
 from worker.events.base import EventPublisher
@@ -81,6 +81,7 @@ class Runner:
         self._health = Health(settings.max_consecutive_transient)
         self._settler = Settler(source, self._health)
         self._finisher = Finisher(store, publisher, self._settler, settings.identity)
+        self._meter = settings.cost.meter(self._started_at)  # cost share-out (worker.cost)
         self._stop = threading.Event()
         self._stop_requested_at: float | None = None
         self._taken = 0  # messages received (bounds prefetching under MAX_JOBS)
@@ -132,6 +133,7 @@ class Runner:
             reason=reason.value,
             jobs_executed=self.jobs_executed,
             uptime_s=round(time.monotonic() - self._started_at, 3),
+            **self._meter.tail_fields(),
         )
         return reason
 
@@ -278,6 +280,7 @@ class Runner:
             inputs_s=round(prepared.inputs_s, 4),
             delivery_attempt=prepared.ctx.delivery_attempt,
             waited_s=round(time.monotonic() - prepared.received_at, 4),
+            **metrics.queue_fields(prepared.delivery),
         )
         execution = Execution(self._executor, request, self._limits, self._stop)
         # Only now, with a job running, may one more message be pulled.
@@ -290,7 +293,8 @@ class Runner:
         self._last_work = time.monotonic()
         decision = decide(outcome)
         if decision.record_result:
-            self._record(Finished(prepared, outcome, ran.result, ran.seconds))
+            cost = self._meter.charge(ran.seconds)
+            self._record(Finished(prepared, outcome, ran.result, ran.seconds, cost))
         elif decision.halt is Halt.STOP:
             # Nacked in _shutdown, after the prefetch pull returns: nacked now, the message
             # would go straight back to that pull and cost a second delivery attempt.
