@@ -115,7 +115,8 @@ def run_everything(cloud: Cloud) -> None:
         {
             "job_id": "ok",
             "workflow": workflow(
-                sleep_s=0.2, outputs=[{"name": "a.png", "bytes": 300}, {"name": "t.txt", "text": "x"}]
+                sleep_s=0.2,
+                outputs=[{"name": "a.png", "bytes": 300}, {"name": "t.txt", "text": "x"}],
             ),
         }
     )
