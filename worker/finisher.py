@@ -27,6 +27,7 @@ from worker.executor.base import ExecResult
 from worker.prepare import Prepared
 from worker.settle import Settler, decide
 from worker.storage.base import ObjectStore
+from worker.tracing import NO_TRACER, Tracer
 
 log = logging.getLogger(__name__)
 
@@ -48,7 +49,9 @@ class Finisher:
         settler: Settler,
         identity: Identity,
         depth: int = 2,
+        tracer: Tracer = NO_TRACER,
     ) -> None:
+        self._tracer = tracer
         self._store = store
         self._publisher = publisher
         self._settler = settler
@@ -143,6 +146,7 @@ class Finisher:
             except JobFailed as exc:
                 outcome = exc
             upload_s = time.monotonic() - started
+            self._tracer.phase(prepared.delivery.message_id, "upload", started)
         error = outcome if isinstance(outcome, JobFailed) else None
         timings = results.Timings(
             inputs_s=prepared.inputs_s,
@@ -163,6 +167,7 @@ class Finisher:
             cost=item.cost.fields(),
         )
         data = results.encode(doc)
+        recording = time.monotonic()
         created = self._store.put_bytes_once(doc["result_uri"], data, "application/json")
         if created is None:
             # Another attempt of this job finished first; its result stands and its own
@@ -171,6 +176,7 @@ class Finisher:
             logs.event(log, "job.duplicate", job_id=prepared.ctx.job_id, winner="other attempt")
             return
         self._publisher.publish(data, results.attributes(doc))
+        self._tracer.phase(prepared.delivery.message_id, "record", recording)
         self._settler.settle(prepared.delivery, decide(outcome), prepared.ctx.job_id, outcome)
         self._log(prepared, doc, error)
 

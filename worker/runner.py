@@ -35,6 +35,7 @@ from worker.sources.base import JobSource
 from worker.storage.base import ObjectStore
 from worker.supervise import POLL_S, Execution
 from worker.tasks import Task
+from worker.tracing import NO_TRACER, Tracer
 
 log = logging.getLogger(__name__)
 
@@ -69,7 +70,9 @@ class Runner:
         *,
         progress_publisher: EventPublisher | None = None,
         started_at: float | None = None,
+        tracer: Tracer = NO_TRACER,
     ) -> None:
+        self._tracer = tracer
         self._settings = settings
         self._t = settings.timeouts
         self._source = source
@@ -79,8 +82,8 @@ class Runner:
         self._progress_publisher = progress_publisher
         self._started_at = started_at if started_at is not None else time.monotonic()
         self._health = Health(settings.max_consecutive_transient)
-        self._settler = Settler(source, self._health)
-        self._finisher = Finisher(store, publisher, self._settler, settings.identity)
+        self._settler = Settler(source, self._health, tracer)
+        self._finisher = Finisher(store, publisher, self._settler, settings.identity, tracer=tracer)
         self._meter = settings.cost.meter(self._started_at)  # cost share-out (worker.cost)
         self._stop = threading.Event()
         self._stop_requested_at: float | None = None
@@ -212,6 +215,7 @@ class Runner:
         """
         saw_work = False
         while not self._stop.is_set() and self._may_take():
+            pulled = time.monotonic()
             delivery = self._source.receive(self._t.pull_s)
             if delivery is None:
                 return Acquired(None, saw_work, empty=True)
@@ -219,6 +223,9 @@ class Runner:
             with self._count_lock:
                 self._taken += 1
             prepared = prepare(delivery, self._parser, self._store, self._settings)
+            self._tracer.received(
+                delivery, prepared.ctx.job_id, pulled, prepared.received_at, prepared.inputs_s
+            )
             logs.event(
                 log,
                 "job.received",
@@ -287,6 +294,7 @@ class Runner:
         if self._pending is None and not self._stop.is_set():
             self._pending = Task(self._acquire, "prefetch")
         ran = execution.wait()
+        self._tracer.phase(prepared.delivery.message_id, "execute", time.monotonic() - ran.seconds)
         outcome = ran.error
         self.jobs_executed += 1
         self._recent_exec_s.append(ran.seconds)
