@@ -63,7 +63,8 @@ def test_phases_become_children_of_the_job_span_under_the_producers_context() ->
     assert job.context.trace_id == submit.context.trace_id
     assert job.attributes is not None and job.attributes["job.id"] == "j1"
     for name in PHASES:
-        assert spans[name].parent is not None and spans[name].parent.span_id == job.context.span_id
+        parent = spans[name].parent
+        assert parent is not None and parent.span_id == job.context.span_id
     execute = spans["execute"]
     assert execute.end_time is not None and execute.start_time is not None
     assert (execute.end_time - execute.start_time) / 1e9 == pytest.approx(1.0, abs=1e-3)
