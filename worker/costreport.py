@@ -145,6 +145,9 @@ def summary_lines(s: Summary, idle_s: float) -> list[str]:
         f"spend              {_usd(s.spend_usd, 4)} ({_usd(s.cost_usd, 4)} on results + "
         f"{_usd(s.tail_usd, 4)} tails)",
         f"per 1,000 images   {_usd(s.per_1000_images, 4)}",
+        f"per job            {s.task_s_per_job:,.2f} task-s ({s.job_s_per_job:,.2f} on results + "
+        f"{s.task_s_per_job - s.job_s_per_job:,.2f} tails), "
+        f"{s.gpu_seconds / max(s.results, 1):,.2f} GPU-s: the projection's basis",
     ]
 
 
