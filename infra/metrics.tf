@@ -271,7 +271,7 @@ resource "google_logging_metric" "comfy_cost_usd" {
     exponential_buckets {
       num_finite_buckets = 24
       growth_factor      = 2
-      scale              = 1e-05
+      scale              = 0.00001
     }
   }
   depends_on = [google_project_service.enabled]
