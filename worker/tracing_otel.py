@@ -55,7 +55,10 @@ def exporter_for(name: str) -> SpanExporter:
             "TRACING=1 with TRACING_EXPORTER=cloud needs the Cloud Trace exporter: pip install "
             "opentelemetry-exporter-gcp-trace (or TRACING_EXPORTER=console, or unset TRACING)"
         ) from exc
-    exporter: SpanExporter = CloudTraceSpanExporter()
+    try:
+        exporter: SpanExporter = CloudTraceSpanExporter()
+    except Exception as exc:  # no credentials or project: say so at start, not per batch
+        raise ConfigError(f"TRACING=1: can't create the Cloud Trace exporter: {exc}") from exc
     return exporter
 
 
