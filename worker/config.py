@@ -12,9 +12,12 @@ import shlex
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TypeVar
+from typing import TYPE_CHECKING, TypeVar
 
 from worker.errors import ConfigError
+
+if TYPE_CHECKING:
+    from worker.cost import CostMeter
 
 MiB = 1024 * 1024
 N = TypeVar("N", int, float)
@@ -302,6 +305,68 @@ class ProducerSettings:
         )
 
 
+@dataclass(frozen=True)
+class CostSettings:
+    """Prices and the task's shape for the ``gpu_seconds`` / ``cost_usd`` fields of each result
+    (``worker.cost``). Defaults: Cloud Run list prices, tier 1, L4 without zonal redundancy, read
+    in ``worker.cost.PRICE_DATE``; ``TASK_VCPUS`` / ``TASK_MEMORY_GIB`` must match jobs.yaml."""
+
+    gpu_usd_s: float = 0.0001867
+    vcpu_usd_s: float = 0.000018
+    gib_usd_s: float = 0.000002
+    vcpus: float = 8.0
+    memory_gib: float = 32.0
+
+    @classmethod
+    def read(cls, r: _Reader) -> CostSettings:
+        return cls(
+            gpu_usd_s=r.number("PRICE_GPU_USD_S", cls.gpu_usd_s, 0.0, 1.0),
+            vcpu_usd_s=r.number("PRICE_VCPU_USD_S", cls.vcpu_usd_s, 0.0, 1.0),
+            gib_usd_s=r.number("PRICE_GIB_USD_S", cls.gib_usd_s, 0.0, 1.0),
+            vcpus=r.number("TASK_VCPUS", cls.vcpus, 1.0, 256.0),
+            memory_gib=r.number("TASK_MEMORY_GIB", cls.memory_gib, 0.5, 1024.0),
+        )
+
+    def meter(self, started_at: float) -> CostMeter:
+        """The share-out meter of one task that started at ``started_at`` (monotonic)."""
+        from worker.cost import Prices, Shape, meter_for
+
+        prices = Prices(self.gpu_usd_s, self.vcpu_usd_s, self.gib_usd_s)
+        return meter_for(prices, Shape(self.vcpus, self.memory_gib), started_at)
+
+
+@dataclass(frozen=True)
+class ObservabilitySettings:
+    """Optional traces (OpenTelemetry -> Cloud Trace) and Cloud Profiler; both off by default."""
+
+    tracing: bool = False
+    tracing_exporter: str = "cloud"  # cloud: Cloud Trace; console: JSON spans on stderr
+    profiler: bool = False
+    service: str | None = None  # default: CLOUD_RUN_JOB, else "comfy-worker"
+    service_version: str = "dev"
+
+    @classmethod
+    def read(cls, r: _Reader) -> ObservabilitySettings:
+        exporter = (r.text("TRACING_EXPORTER", "cloud") or "cloud").lower()
+        if exporter not in ("cloud", "console"):
+            r.problems.append(f"TRACING_EXPORTER={exporter!r} must be cloud or console")
+        service = r.text("SERVICE_NAME")
+        if service is not None and not re.fullmatch(
+            r"[a-z0-9]([-a-z0-9_.]{0,253}[a-z0-9])?", service
+        ):
+            r.problems.append(
+                f"SERVICE_NAME={service!r} must be lower-case letters, digits, - _ . "
+                "(Cloud Profiler's rule)"
+            )
+        return cls(
+            tracing=r.flag("TRACING", False),
+            tracing_exporter=exporter,
+            profiler=r.flag("PROFILER", False),
+            service=service,
+            service_version=r.text("SERVICE_VERSION", "dev") or "dev",
+        )
+
+
 def _run_job(r: _Reader, project: str | None, region: str | None) -> str | None:
     value = r.text("RUN_JOB")
     if value is None:
@@ -346,6 +411,8 @@ class Settings:
     identity: Identity = field(default_factory=Identity)
     comfy: ComfySettings = field(default_factory=ComfySettings)
     producer: ProducerSettings = field(default_factory=ProducerSettings)
+    cost: CostSettings = field(default_factory=CostSettings)
+    observability: ObservabilitySettings = field(default_factory=ObservabilitySettings)
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> Settings:
@@ -371,6 +438,8 @@ class Settings:
             identity=Identity.read(r),
             comfy=ComfySettings.read(r, project),
             producer=ProducerSettings.read(r),
+            cost=CostSettings.read(r),
+            observability=ObservabilitySettings.read(r),
         )
         t = settings.timeouts
         if t.stop_margin_s >= t.task_s:

@@ -17,15 +17,17 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from worker import logs, outputs
+from worker import logs, metrics, outputs
 from worker import result as results
 from worker.config import Identity
+from worker.cost import NOT_EXECUTED, JobCost
 from worker.errors import ErrorType, JobFailed
 from worker.events.base import EventPublisher
 from worker.executor.base import ExecResult
 from worker.prepare import Prepared
 from worker.settle import Settler, decide
 from worker.storage.base import ObjectStore
+from worker.tracing import NO_TRACER, Tracer
 
 log = logging.getLogger(__name__)
 
@@ -36,6 +38,7 @@ class Finished:
     outcome: BaseException | None  # None: succeeded
     result: ExecResult | None = None
     execution_s: float = 0.0
+    cost: JobCost = NOT_EXECUTED  # its share of the task's time (worker.cost)
 
 
 class Finisher:
@@ -46,7 +49,9 @@ class Finisher:
         settler: Settler,
         identity: Identity,
         depth: int = 2,
+        tracer: Tracer = NO_TRACER,
     ) -> None:
+        self._tracer = tracer
         self._store = store
         self._publisher = publisher
         self._settler = settler
@@ -141,6 +146,7 @@ class Finisher:
             except JobFailed as exc:
                 outcome = exc
             upload_s = time.monotonic() - started
+            self._tracer.phase(prepared.delivery.message_id, "upload", started)
         error = outcome if isinstance(outcome, JobFailed) else None
         timings = results.Timings(
             inputs_s=prepared.inputs_s,
@@ -158,8 +164,10 @@ class Finisher:
             timings=timings,
             identity=self._identity,
             warnings=warnings,
+            cost=item.cost.fields(),
         )
         data = results.encode(doc)
+        recording = time.monotonic()
         created = self._store.put_bytes_once(doc["result_uri"], data, "application/json")
         if created is None:
             # Another attempt of this job finished first; its result stands and its own
@@ -168,6 +176,7 @@ class Finisher:
             logs.event(log, "job.duplicate", job_id=prepared.ctx.job_id, winner="other attempt")
             return
         self._publisher.publish(data, results.attributes(doc))
+        self._tracer.phase(prepared.delivery.message_id, "record", recording)
         self._settler.settle(prepared.delivery, decide(outcome), prepared.ctx.job_id, outcome)
         self._log(prepared, doc, error)
 
@@ -197,6 +206,7 @@ class Finisher:
             "delivery_attempt": prepared.ctx.delivery_attempt,
             "result_uri": doc["result_uri"],
             **doc["timings"],
+            **metrics.result_fields(doc, prepared.job.workflow if prepared.job else None),
         }
         if error is None:
             logs.event(log, "job.succeeded", outputs=len(doc["outputs"]), **fields)

@@ -30,6 +30,7 @@ class Delivery:
     delivery_attempt: int | None
     handle: object = field(repr=False, compare=False)
     source: str = "pubsub"
+    published_at: float | None = None  # epoch seconds the producer published it (Pub/Sub)
 
 
 @dataclass(frozen=True)

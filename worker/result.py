@@ -1,7 +1,8 @@
 """The result document: ``result.json`` and the completion event carry the same JSON.
 
-Version 1 fields: ``version, job_id, status, outputs[], error, timings, delivery_attempt, worker,
-metadata, result_uri, message_id, form, pipeline, params, warnings, finished_at``. Event attributes:
+Version 1 fields: ``version, job_id, status, outputs[], error, timings, gpu_seconds, billed_s,
+cost_usd, delivery_attempt, worker, metadata, result_uri, message_id, form, pipeline, params,
+warnings, finished_at``. Event attributes:
 ``job_id`` and ``status``. Consumers must tolerate duplicates (at-least-once) and unknown fields.
 """
 
@@ -71,6 +72,7 @@ def build(
     timings: Timings,
     identity: Identity,
     warnings: Sequence[str] = (),
+    cost: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
     return {
         "version": VERSION,
@@ -79,6 +81,7 @@ def build(
         "outputs": [o.to_dict() for o in outputs],
         "error": error.to_dict() if error else None,
         "timings": timings.to_dict(),
+        **(cost or {}),  # gpu_seconds, billed_s, cost_usd (worker.cost)
         "delivery_attempt": ctx.delivery_attempt,
         "worker": {
             "job": identity.job,

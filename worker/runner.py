@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from enum import Enum
 from typing import Any
 
-from worker import logs, progress, supervise
+from worker import logs, metrics, progress, supervise
 from worker.config import Settings
 from worker.errors import ConfigError, ServiceUnavailable, Stopped
 from worker.events.base import EventPublisher
@@ -35,6 +35,7 @@ from worker.sources.base import JobSource
 from worker.storage.base import ObjectStore
 from worker.supervise import POLL_S, Execution
 from worker.tasks import Task
+from worker.tracing import NO_TRACER, Tracer
 
 log = logging.getLogger(__name__)
 
@@ -69,7 +70,9 @@ class Runner:
         *,
         progress_publisher: EventPublisher | None = None,
         started_at: float | None = None,
+        tracer: Tracer = NO_TRACER,
     ) -> None:
+        self._tracer = tracer
         self._settings = settings
         self._t = settings.timeouts
         self._source = source
@@ -79,8 +82,9 @@ class Runner:
         self._progress_publisher = progress_publisher
         self._started_at = started_at if started_at is not None else time.monotonic()
         self._health = Health(settings.max_consecutive_transient)
-        self._settler = Settler(source, self._health)
-        self._finisher = Finisher(store, publisher, self._settler, settings.identity)
+        self._settler = Settler(source, self._health, tracer)
+        self._finisher = Finisher(store, publisher, self._settler, settings.identity, tracer=tracer)
+        self._meter = settings.cost.meter(self._started_at)  # cost share-out (worker.cost)
         self._stop = threading.Event()
         self._stop_requested_at: float | None = None
         self._taken = 0  # messages received (bounds prefetching under MAX_JOBS)
@@ -132,6 +136,7 @@ class Runner:
             reason=reason.value,
             jobs_executed=self.jobs_executed,
             uptime_s=round(time.monotonic() - self._started_at, 3),
+            **self._meter.tail_fields(),
         )
         return reason
 
@@ -210,6 +215,7 @@ class Runner:
         """
         saw_work = False
         while not self._stop.is_set() and self._may_take():
+            pulled = time.monotonic()
             delivery = self._source.receive(self._t.pull_s)
             if delivery is None:
                 return Acquired(None, saw_work, empty=True)
@@ -217,6 +223,9 @@ class Runner:
             with self._count_lock:
                 self._taken += 1
             prepared = prepare(delivery, self._parser, self._store, self._settings)
+            self._tracer.received(
+                delivery, prepared.ctx.job_id, pulled, prepared.received_at, prepared.inputs_s
+            )
             logs.event(
                 log,
                 "job.received",
@@ -278,19 +287,22 @@ class Runner:
             inputs_s=round(prepared.inputs_s, 4),
             delivery_attempt=prepared.ctx.delivery_attempt,
             waited_s=round(time.monotonic() - prepared.received_at, 4),
+            **metrics.queue_fields(prepared.delivery),
         )
         execution = Execution(self._executor, request, self._limits, self._stop)
         # Only now, with a job running, may one more message be pulled.
         if self._pending is None and not self._stop.is_set():
             self._pending = Task(self._acquire, "prefetch")
         ran = execution.wait()
+        self._tracer.phase(prepared.delivery.message_id, "execute", time.monotonic() - ran.seconds)
         outcome = ran.error
         self.jobs_executed += 1
         self._recent_exec_s.append(ran.seconds)
         self._last_work = time.monotonic()
         decision = decide(outcome)
         if decision.record_result:
-            self._record(Finished(prepared, outcome, ran.result, ran.seconds))
+            cost = self._meter.charge(ran.seconds)
+            self._record(Finished(prepared, outcome, ran.result, ran.seconds, cost))
         elif decision.halt is Halt.STOP:
             # Nacked in _shutdown, after the prefetch pull returns: nacked now, the message
             # would go straight back to that pull and cost a second delivery attempt.

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from dataclasses import dataclass
 from enum import Enum
 
@@ -15,6 +16,7 @@ from worker import logs
 from worker.errors import JobFailed, ServiceUnavailable, Stopped, Transient, WorkerBroken
 from worker.job import Delivery
 from worker.sources.base import JobSource
+from worker.tracing import NO_TRACER, Tracer
 
 log = logging.getLogger(__name__)
 
@@ -94,9 +96,10 @@ class Health:
 class Settler:
     """Applies decisions to messages: the only caller of ``JobSource.ack`` and ``nack``."""
 
-    def __init__(self, source: JobSource, health: Health) -> None:
+    def __init__(self, source: JobSource, health: Health, tracer: Tracer = NO_TRACER) -> None:
         self._source = source
         self._health = health
+        self._tracer = tracer
 
     def settle(
         self,
@@ -105,6 +108,7 @@ class Settler:
         job_id: str,
         reason: BaseException | None = None,
     ) -> None:
+        started = time.monotonic()
         try:
             if decision.action is Action.ACK:
                 self._source.ack(delivery)
@@ -120,6 +124,7 @@ class Settler:
                 job_id=job_id,
                 error=f"{type(exc).__name__}: {exc}",
             )
+        self._tracer.settled(delivery, decision.action.value, started)
         if decision.action is Action.NACK:
             logs.event(
                 log,

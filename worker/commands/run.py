@@ -13,6 +13,7 @@ import time
 from types import FrameType
 from typing import Any, cast
 
+from worker import profiler, tracing
 from worker.config import Settings
 from worker.errors import ConfigError
 from worker.events.pubsub import PubSubPublisher
@@ -99,6 +100,8 @@ def main(args: argparse.Namespace, settings: Settings) -> ExitCode:
     settings.require("OUTPUT_URI", "RESULTS_TOPIC", *(() if manifest else ("JOBS_SUBSCRIPTION",)))
     assert settings.results_topic is not None and settings.output_uri is not None
     budget = settings.timeouts.service_retry_s
+    profiler.start(settings.observability, settings.identity)
+    tracer = tracing.build(settings.observability, settings.identity)
     store = GcsStore(settings.project, budget)
     executor = load_executor(settings)
     parser = Parser(settings.limits, settings.output_bucket, load_pipelines(settings))
@@ -118,6 +121,7 @@ def main(args: argparse.Namespace, settings: Settings) -> ExitCode:
         parser,
         progress_publisher=progress,
         started_at=started,
+        tracer=tracer,
     )
 
     def on_signal(signum: int, frame: FrameType | None) -> None:
@@ -126,6 +130,7 @@ def main(args: argparse.Namespace, settings: Settings) -> ExitCode:
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
     reason = runner.run()
+    tracer.close()
     executor.close()
     for pub in (publisher, progress):
         if pub is not None:

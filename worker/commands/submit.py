@@ -13,6 +13,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from worker import tracing
 from worker.config import Settings
 from worker.exitcodes import ExitCode
 from worker.producer import build
@@ -115,7 +116,13 @@ def _publish_and_follow(
     try:
         started = time.monotonic()
         try:
+            stamp = tracing.stamp(  # trace context into the attributes when TRACING=1
+                settings.observability,
+                settings.identity,
+                [(m.job_id, m.attributes) for m in messages],
+            )
             job_ids = publish_all(settings.jobs_topic, messages)
+            stamp.end()
         except SubmitError as exc:
             print(f"error: {exc}", file=sys.stderr)
             return ExitCode.JOBS_FAILED

@@ -81,6 +81,7 @@ class PubSubSource:
             delivery_attempt=received.delivery_attempt or None,
             handle=received.ack_id,
             source="pubsub",
+            published_at=message.publish_time.timestamp() if message.publish_time else None,
         )
 
     def ack(self, delivery: Delivery) -> None:
