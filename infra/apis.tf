@@ -12,10 +12,11 @@ locals {
     "run.googleapis.com",
     "storage.googleapis.com",
   ]
+  tracing_services = var.enable_tracing ? ["cloudtrace.googleapis.com"] : []
 }
 
 resource "google_project_service" "enabled" {
-  for_each           = toset(local.services)
+  for_each           = toset(concat(local.services, local.tracing_services))
   project            = var.project_id
   service            = each.value
   disable_on_destroy = false

@@ -57,6 +57,14 @@ resource "google_storage_bucket_iam_member" "worker_reads_manifests" {
   member = local.worker_member
 }
 
+# Optional (var.enable_tracing): write spans to Cloud Trace when the job runs with TRACING=1.
+resource "google_project_iam_member" "worker_writes_traces" {
+  count   = var.enable_tracing ? 1 : 0
+  project = var.project_id
+  role    = "roles/cloudtrace.agent"
+  member  = local.worker_member
+}
+
 # --- dispatcher: read the backlog metric, start worker executions, hold its lock objects.
 resource "google_project_iam_member" "dispatcher_reads_backlog" {
   project = var.project_id

@@ -42,3 +42,9 @@ variable "force_destroy_buckets" {
   type        = bool
   default     = false
 }
+
+variable "enable_tracing" {
+  description = "Let the worker send traces to Cloud Trace (TRACING=1 in jobs.yaml): enables the API and grants roles/cloudtrace.agent. Off by default: tracing is optional."
+  type        = bool
+  default     = false
+}

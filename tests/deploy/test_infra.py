@@ -78,7 +78,19 @@ def test_pubsub_service_agent_can_dead_letter(infra: hcl.Infra) -> None:
 
 
 def test_worker_has_least_privilege(infra: hcl.Infra) -> None:
-    assert bindings(infra, WORKER) == {
+    optional = {
+        name: body
+        for (rtype, name), body in infra.resources.items()
+        if rtype == "google_project_iam_member" and body.get("member") == WORKER
+    }
+    # The only project-wide grant is the optional trace writer, off unless enable_tracing.
+    assert {name: (b["role"], b["count"]) for name, b in optional.items()} == {
+        "worker_writes_traces": ("roles/cloudtrace.agent", "${var.enable_tracing ? 1 : 0}")
+    }
+    variables = {k: v for block in infra.blocks["variable"] for k, v in block.items()}
+    assert variables["enable_tracing"]["default"] is False
+    per_resource = {b for b in bindings(infra, WORKER) if b[0] != "google_project_iam_member"}
+    assert per_resource == {
         (
             "google_pubsub_subscription_iam_member",
             "${google_pubsub_subscription.jobs.id}",
