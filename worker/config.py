@@ -127,6 +127,8 @@ class Limits:
     max_metadata_bytes: int = 16 * 1024
     max_prefix_chars: int = 512
     allowed_input_buckets: tuple[str, ...] = ()  # empty: only the output bucket; "*": any
+    max_pixels_per_job: int = 2**28  # width x height x batch x frames of one image/latent node
+    max_input_pixels: int = 89_478_485  # one decoded input image (PIL's own default, enforced)
 
     @classmethod
     def read(cls, r: _Reader) -> Limits:
@@ -138,9 +140,11 @@ class Limits:
             max_input_bytes=r.integer("MAX_INPUT_BYTES", cls.max_input_bytes, 1),
             max_total_input_bytes=r.integer("MAX_TOTAL_INPUT_BYTES", cls.max_total_input_bytes, 1),
             max_metadata_bytes=r.integer(
-                "MAX_METADATA_BYTES", cls.max_metadata_bytes, 0, 1_000_000
+                "MAX_METADATA_BYTES", cls.max_metadata_bytes, 0, 256 * 1024
             ),
             allowed_input_buckets=r.items("ALLOWED_INPUT_BUCKETS"),
+            max_pixels_per_job=r.integer("MAX_PIXELS_PER_JOB", cls.max_pixels_per_job, 1),
+            max_input_pixels=r.integer("MAX_INPUT_PIXELS", cls.max_input_pixels, 1),
         )
 
 
@@ -337,6 +341,12 @@ class Settings:
     manifest_uri: str | None = None
     max_jobs: int = 0  # 0: no limit
     max_consecutive_transient: int = 3
+    # Earlier attempts that died with their process before a job is failed as worker_crashed;
+    # 0 turns crash accounting off (attempt records are then written in the background).
+    max_crashed_attempts: int = 2
+    # The job subscription's maxDeliveryAttempts (infra/pubsub.tf): the last attempt writes
+    # retries_exhausted instead of nacking a transient failure into the dead-letter topic.
+    max_delivery_attempts: int = 5
     work_dir: Path = Path("/tmp/worker")
     # module:function returning the Executor; the embedded ComfyUI one unless you plug in another
     executor: str = "worker.executor.comfy:build_executor"
@@ -363,6 +373,12 @@ class Settings:
             manifest_uri=r.gs_uri("MANIFEST_URI"),
             max_jobs=r.integer("MAX_JOBS", 0, 0),
             max_consecutive_transient=r.integer("MAX_CONSECUTIVE_TRANSIENT", 3, 1),
+            max_crashed_attempts=r.integer(
+                "MAX_CRASHED_ATTEMPTS", cls.max_crashed_attempts, 0, 100
+            ),
+            max_delivery_attempts=r.integer(
+                "MAX_DELIVERY_ATTEMPTS", cls.max_delivery_attempts, 5, 100
+            ),
             work_dir=Path(r.text("WORK_DIR", "/tmp/worker") or "/tmp/worker"),
             executor=r.text("EXECUTOR", cls.executor) or cls.executor,
             log_level=log_level,
