@@ -39,9 +39,11 @@ from worker.config import Settings
 from worker.events.pubsub import PubSubPublisher
 from worker.executor.base import ExecRequest, ExecResult
 from worker.job import ProducedFile
+from worker.ledger import Ledger
 from worker.local import emulators
+from worker.namespace import Namespace
 from worker.parse import Parser
-from worker.prepare import prepare
+from worker.prepare import Preparer
 from worker.runner import Runner
 from worker.sources.pubsub import PubSubSource
 from worker.storage.gcs import GcsStore
@@ -150,12 +152,21 @@ class Slice:
 def run_baseline(sl: Slice, executor: FixedExecutor, jobs: int) -> None:
     """The sequential loop: nothing overlaps the executor."""
     source, store, publisher, parser = sl.pieces()
+    assert sl.settings.output_uri is not None
+    preparer = Preparer(
+        parser,
+        store,
+        sl.settings,
+        Namespace(store, sl.settings.output_uri),
+        Ledger(store, publisher),
+    )
+    never = threading.Event()
     done = 0
     while done < jobs:
         delivery = source.receive(1.5)
         if delivery is None:
             continue
-        prepared = prepare(delivery, parser, store, sl.settings)
+        prepared = preparer.prepare(delivery, never)
         assert prepared.job is not None and prepared.runnable
         request = ExecRequest(
             prepared.job.job_id, prepared.job.workflow, prepared.input_dir, prepared.output_dir

@@ -7,6 +7,7 @@ dataclass; the README's table of variables mirrors this file.
 
 from __future__ import annotations
 
+import dataclasses
 import re
 import shlex
 from collections.abc import Mapping
@@ -409,6 +410,14 @@ class Settings:
         missing = [name for name in names if attrs[name] is None]
         if missing:
             raise ConfigError("missing required setting(s): " + ", ".join(missing))
+
+    def in_slot(self, slot_dir: Path) -> Settings:
+        """These settings for a process that owns ``slot_dir`` of ``WORK_DIR`` (``worker.workdir``):
+        its jobs and ComfyUI's folders go there, while the model cache stays shared."""
+        comfy = self.comfy
+        if comfy.model_cache_dir is None:
+            comfy = dataclasses.replace(comfy, model_cache_dir=self.work_dir / "models")
+        return dataclasses.replace(self, work_dir=slot_dir, comfy=comfy)
 
     @property
     def output_bucket(self) -> str:

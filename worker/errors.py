@@ -16,6 +16,8 @@ from __future__ import annotations
 from enum import StrEnum
 from typing import Any
 
+from worker.bounded import ECHO_CHARS, bound, clip
+
 
 class ErrorType(StrEnum):
     """Stable error types that users see in ``result.json`` and the completion event."""
@@ -57,11 +59,12 @@ class JobFailed(WorkerError):
         self.halts_worker = halts_worker
 
     def to_dict(self) -> dict[str, Any]:
-        out: dict[str, Any] = {"type": str(self.error_type), "message": self.message}
+        """The ``error`` object of a result, bounded whatever the message quoted."""
+        out: dict[str, Any] = {"type": str(self.error_type), "message": clip(self.message)}
         if self.node_id is not None:
-            out["node_id"] = self.node_id
+            out["node_id"] = clip(self.node_id, ECHO_CHARS)
         if self.details:
-            out["details"] = self.details
+            out["details"] = bound(self.details)
         return out
 
 

@@ -30,6 +30,9 @@ class Delivery:
     delivery_attempt: int | None
     handle: object = field(repr=False, compare=False)
     source: str = "pubsub"
+    # The last delivery before the dead-letter topic: a transient failure then writes a
+    # retries_exhausted result instead of handing the message back.
+    final_attempt: bool = False
 
 
 @dataclass(frozen=True)
