@@ -19,7 +19,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from worker.bounded import echo
+from worker.bounded import clip, echo
 from worker.errors import ErrorType, JobFailed
 
 # Inputs that multiply a node's width x height (batches and frames).
@@ -60,7 +60,8 @@ def check_sizes(workflow: Mapping[str, Any], max_pixels: int) -> None:
         if count is not None and count > max_pixels:
             raise JobFailed(
                 ErrorType.INVALID_WORKFLOW,
-                f"node {echo(node_id)} ({echo(node.get('class_type'))}) would make {count} "
+                f"node {clip(str(node_id), 100)} ({clip(str(node.get('class_type')), 100)}) "
+                f"would make {count} "
                 f"pixels (width x height x batch x frames); the limit is {max_pixels} "
                 "(MAX_PIXELS_PER_JOB): use a smaller size or batch",
                 node_id=str(node_id),

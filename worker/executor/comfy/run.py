@@ -127,8 +127,6 @@ class Guards:
 def execute(comfy: Comfy, request: ExecRequest, monitor: RunMonitor, guards: Guards) -> ExecResult:
     """Run ``request`` to its end: outputs, or the exception of its failure class."""
     shape.check_shape(request.workflow)
-    bounds.check_sizes(request.workflow, guards.limits.max_pixels_per_job)
-    bounds.check_images(request.input_dir, guards.limits.max_input_pixels)
     prompt = shape.copy_for_run(request.workflow)
     prompt_id = f"{request.job_id}-{uuid.uuid4().hex[:8]}"
     request.output_dir.mkdir(parents=True, exist_ok=True)
@@ -137,6 +135,9 @@ def execute(comfy: Comfy, request: ExecRequest, monitor: RunMonitor, guards: Gua
     _empty(comfy.temp_dir)
     started = time.perf_counter()
     to_execute = validate(comfy, prompt_id, prompt)
+    # After ComfyUI's own checks (their messages name each input's bounds), before anything runs.
+    bounds.check_sizes(request.workflow, guards.limits.max_pixels_per_job)
+    bounds.check_images(request.input_dir, guards.limits.max_input_pixels)
     validated_s = time.perf_counter() - started
     if guards.interrupted():
         raise Interrupted("interrupted before execution")
