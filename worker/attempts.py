@@ -4,21 +4,23 @@ Markers (names are stable; the README lists them, and status/cancel commands bui
 
 - ``F/.attempt-<n>.json``: written (create-once) before attempt ``n`` starts executing; holds
   ``attempt``, ``job_id``, ``message_id``, ``delivery_attempt``, ``worker`` (execution, task
-  index, host, pid) and ``started_at``.
+  index, host, pid), ``started_at`` (when written) and ``after``: the (``folder``, ``attempt``) of
+  the job this process was running when it wrote the record, if any; the job starts only once
+  that one ended.
 - ``F/.attempt-<n>.released``: written (create-once) when attempt ``n`` ended without taking its
   process down, before the process starts anything else; holds ``outcome`` (``succeeded``,
   ``failed``, ``interrupted``, ``transient``, ``stopped``) and ``ended_at``.
 - ``F/.cancel``: reserved for a ``cancel`` command.
 
-An attempt with a record, no release and no ``result.json`` ended with its process: a segfault in
-a node, an OOM kill, a run that ignored its interrupt, a ``WorkerBroken`` error. Hand-backs on
-purpose (SIGTERM, the task budget, a transient fault) are released, so only real crashes count
-towards ``MAX_CRASHED_ATTEMPTS``.
+An attempt with a record, no release and no ``result.json`` ended with its process (a segfault
+in a node, an OOM kill, a run that ignored its interrupt, a ``WorkerBroken`` error), unless its
+``after`` attempt was not released either: then the process died while that one ran, and this
+one never started. Hand-backs on purpose (SIGTERM, the task budget, a transient fault) are
+released, so only real crashes count towards ``MAX_CRASHED_ATTEMPTS``.
 
-Why both markers must be durable before the next job starts: if job B crashed the process while
+Why the release must be durable before the next job starts: if job B crashed the process while
 job A's release was still in flight, A (innocent, being recorded) would count a crash and B none.
-So the worker writes B's record and A's release (in parallel) before B runs: one small write on the
-GPU's path per job.
+That is one small write on the GPU's path per job; B's record was written during A's run.
 """
 
 from __future__ import annotations
@@ -67,10 +69,19 @@ def history(store: ObjectStore, folder: str) -> History:
         if match is not None:
             (started if match.group(2) == "json" else released).add(int(match.group(1)))
     numbers = started | released
-    return History(
-        next_attempt=max(numbers, default=0) + 1,
-        crashed=tuple(sorted(started - released)),
-    )
+    crashed = [n for n in sorted(started - released) if _ran(store, folder, n)]
+    return History(next_attempt=max(numbers, default=0) + 1, crashed=tuple(crashed))
+
+
+def _ran(store: ObjectStore, folder: str, attempt: int) -> bool:
+    """Did unreleased attempt ``attempt`` start? Not if the job it waited for never ended."""
+    after = _read(store, record_uri(folder, attempt)).get("after")
+    if not isinstance(after, dict):
+        return True
+    before_folder, before = after.get("folder"), after.get("attempt")
+    if not isinstance(before_folder, str) or not isinstance(before, int):
+        return True
+    return store.stat(release_uri(before_folder, before)) is not None
 
 
 def crashed_error(store: ObjectStore, folder: str, crashed: tuple[int, ...]) -> JobFailed:
@@ -132,6 +143,7 @@ class Markers:
         job_id: str,
         message_id: str,
         delivery_attempt: int | None,
+        after: tuple[str, int] | None = None,
     ) -> int:
         """Write the record of an attempt about to execute; return its number (the first free
         one from ``attempt`` on: another attempt may have taken that number meanwhile)."""
@@ -143,6 +155,7 @@ class Markers:
                 "delivery_attempt": delivery_attempt,
                 "worker": self._worker,
                 "started_at": datetime.now(UTC).isoformat(),
+                "after": {"folder": after[0], "attempt": after[1]} if after else None,
             }
             data = jsonsafe.dumps(doc)
             if self._store.put_bytes_once(record_uri(folder, n), data, "application/json"):

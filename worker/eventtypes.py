@@ -48,6 +48,7 @@ class Started:
 
     prepared: Prepared
     at: float
+    attempt: int | None  # its attempt number, when crash accounting waited for the record
 
 
 @dataclass(frozen=True)

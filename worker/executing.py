@@ -1,26 +1,33 @@
 """The executor's one long-lived thread: runs jobs one at a time, with their attempt markers.
 
-One thread for the life of the process (not one per job): ComfyUI's state is per thread in
-places (CUDA streams, its event loop), and a thread per job costs a start each time.
+One thread for the life of the process (not one per job): a thread per job costs a start each
+time, and ComfyUI keeps state per thread in places (its event loop, CUDA streams).
 
-Around each run (see ``worker.attempts``): before the executor starts, the job's attempt record
-and the previous attempt's release are both durable (written in parallel: one small write on the
-GPU's path); after it ends, the release is written at once when the message is to be handed
-back (before the nack, so the next delivery doesn't count a crash), or in the background when
-the job is to be recorded (the next start waits for it). A run that ended with ``WorkerBroken``
-gets no release: it counts as a crashed attempt. With ``MAX_CRASHED_ATTEMPTS=0`` the markers are
-written in the background and never waited for.
+Markers around each run (``worker.attempts``), with crash accounting on (``MAX_CRASHED_ATTEMPTS``
+> 0): a job's attempt record must be durable before it runs, and the previous attempt's release
+before the next one starts (else a crash of the next one would be blamed on the previous). To
+keep a single small write on the GPU's path, the record of a job handed over while another runs
+is written during that run, naming it as ``after``: it counts as a crash only if that one was
+released (``attempts.history``). So between two jobs only the release is waited for. A run that
+ended with ``WorkerBroken`` gets no release: it counts as crashed. A release for a message to be
+handed back is written before the nack. With accounting off, markers go in the background and
+are written after the next job has started.
 
-``interrupt()`` is called by the control loop, from its own thread; a stop requested while the
-markers were being written keeps the job from starting at all.
+``run`` is called by the control loop; the job queued behind the running one starts the moment
+that one ends, without a round trip through the loop, unless a stop came, ``start_by`` passed,
+or the run before broke the executor.
 """
 
 from __future__ import annotations
 
+import functools
 import logging
 import queue
 import threading
 import time
+from collections.abc import Callable
+from concurrent.futures import Future
+from dataclasses import dataclass
 
 from worker import logs
 from worker.attempts import Markers
@@ -28,8 +35,8 @@ from worker.bounded import safe_str
 from worker.errors import Interrupted, JobFailed, Stopped, Transient
 from worker.eventtypes import Executed, Post, Started, start_thread
 from worker.executor.base import ExecRequest, Executor
+from worker.lanes import Lane
 from worker.prepare import Prepared
-from worker.tasks import Task
 
 log = logging.getLogger(__name__)
 
@@ -47,6 +54,14 @@ def ending(error: BaseException | None) -> str | None:
     return None  # WorkerBroken, or an exception nobody classified
 
 
+@dataclass
+class _Queued:
+    prepared: Prepared
+    request: ExecRequest
+    start_by: float
+    record: Future[int] | None  # written while the job before it ran
+
+
 class ExecutorThread:
     def __init__(
         self, executor: Executor, markers: Markers, post: Post, stop: threading.Event, sync: bool
@@ -56,85 +71,128 @@ class ExecutorThread:
         self._post = post
         self._stop = stop
         self._sync = sync
-        self._inbox: queue.SimpleQueue[tuple[Prepared, ExecRequest] | None] = queue.SimpleQueue()
-        self._release: Task[None] | None = None  # the previous attempt's, being written
+        self._inbox: queue.SimpleQueue[_Queued | None] = queue.SimpleQueue()
+        self._records = Lane("attempt-records")
+        self._releases = Lane("attempt-releases")
+        self._released = True  # whether the previous attempt's release was written
+        self._later: Callable[[], bool] | None = None  # background: once the next has started
+        self._broken = False  # the last run took the executor down: start nothing more
 
     def start(self) -> None:
         start_thread("executor", self._loop, self._post)
 
-    def run(self, prepared: Prepared, request: ExecRequest) -> None:
-        self._inbox.put((prepared, request))
+    def run(
+        self,
+        prepared: Prepared,
+        request: ExecRequest,
+        start_by: float,
+        after: tuple[str, int] | None = None,
+    ) -> None:
+        """Run ``request`` after whatever is queued, unless stopped, past ``start_by``
+        (monotonic) or after a run that broke the executor: then it ends as ``Stopped``.
+        ``after`` is the (folder, attempt) of the running job it will follow."""
+        record = None
+        if self._sync and after is not None:
+            record = self._records.submit(functools.partial(self._record, prepared, after))
+        self._inbox.put(_Queued(prepared, request, start_by, record))
 
     def close(self) -> None:
         self._inbox.put(None)
+        self._records.close()
+        self._releases.close()
 
     def _loop(self) -> None:
         while (item := self._inbox.get()) is not None:
-            self._one(*item)
+            self._one(item)
 
-    def _one(self, prepared: Prepared, request: ExecRequest) -> None:
+    def _one(self, item: _Queued) -> None:
+        prepared = item.prepared
+        if self._broken or self._stop.is_set() or time.monotonic() > item.start_by:
+            why = "the executor broke" if self._broken else "a stop or the task budget"
+            self._not_started(item, Stopped(f"not started: {why}"))
+            return
+        record = item.record or self._records.submit(
+            functools.partial(self._record, prepared, None)
+        )
         try:
-            attempt = self._begin(prepared)
-            if self._sync:
-                attempt.result()
+            attempt = self._ready(record)
         except Exception as exc:  # GCS unreachable: the job is handed back unrun
-            unrun = exc if isinstance(exc, Transient) else Transient(f"attempt record: {exc}")
-            self._post(Executed(prepared, unrun, None, 0.0))
+            unrun = exc if isinstance(exc, Transient) else Transient(f"attempt markers: {exc}")
+            self._not_started(item, unrun, record)
             return
         if self._stop.is_set():
-            self._end(prepared, attempt, Stopped("stop requested before the job started"))
-            self._post(Executed(prepared, Stopped("stopped before it started"), None, 0.0))
+            self._not_started(item, Stopped("stopped before it started"), record)
             return
         started = time.monotonic()
-        self._post(Started(prepared, started))
+        self._post(Started(prepared, started, attempt))
+        self._flush_later()
         result = None
         try:
-            result = self._executor.execute(request)
+            result = self._executor.execute(item.request)
             error: BaseException | None = None
         except BaseException as exc:  # every ending is the control loop's to classify
             error = exc
         seconds = time.monotonic() - started
-        if isinstance(error, JobFailed) or error is None:
-            self._release = Task(lambda: self._end(prepared, attempt, error), "release")
+        self._broken = ending(error) is None
+        release = functools.partial(self._end, prepared, record, error)
+        if self._sync or (not isinstance(error, JobFailed) and error is not None):
+            # Before the next job starts, and before a hand-back's nack (so that no crash is
+            # counted); written from this thread, while the control loop still sleeps.
+            self._released = release()
+        elif self._inbox.empty():
+            self._releases.submit(release)
         else:
-            self._end(prepared, attempt, error)
+            self._later = release
         self._post(Executed(prepared, error, result, seconds))
 
-    def _begin(self, prepared: Prepared) -> Task[int]:
-        """Write this attempt's record while the previous release finishes; in sync mode both
-        have landed when this returns (the record's errors surface from ``result()``)."""
+    def _ready(self, record: Future[int]) -> int | None:
+        """In sync mode, wait until the record is durable (the previous release already is)."""
+        if not self._sync:
+            return None
+        if not self._released:
+            self._released = True
+            raise Transient("the previous attempt's release marker could not be written")
+        return record.result()
+
+    def _not_started(
+        self, item: _Queued, error: BaseException, record: Future[int] | None = None
+    ) -> None:
+        self._flush_later()
+        record = record or item.record
+        if record is not None:  # a record written for nothing: release it (it never ran)
+            self._end(item.prepared, record, Stopped("not started"))
+        self._post(Executed(item.prepared, error, None, 0.0))
+
+    def _flush_later(self) -> None:
+        if self._later is not None:
+            later, self._later = self._later, None
+            self._releases.submit(later)
+
+    def _record(self, prepared: Prepared, after: tuple[str, int] | None) -> int:
         ctx = prepared.ctx
+        return self._markers.start(
+            ctx.folder,
+            prepared.attempt,
+            job_id=ctx.job_id,
+            message_id=ctx.message_id,
+            delivery_attempt=ctx.delivery_attempt,
+            after=after,
+        )
 
-        def record() -> int:
-            return self._markers.start(
-                ctx.folder,
-                prepared.attempt,
-                job_id=ctx.job_id,
-                message_id=ctx.message_id,
-                delivery_attempt=ctx.delivery_attempt,
-            )
-
-        task = Task(record, "attempt-record")
-        if self._sync:
-            if self._release is not None:
-                self._release.wait()
-                self._release = None
-            task.wait()
-        return task
-
-    def _end(self, prepared: Prepared, attempt: Task[int], error: BaseException | None) -> None:
+    def _end(self, prepared: Prepared, record: Future[int], error: BaseException | None) -> bool:
+        """Write the release of ``record``'s attempt; False when it could not be written."""
         outcome = ending(error)
         if outcome is None:
-            return
+            return True
         try:
-            attempt.wait()
-            self._markers.release(prepared.ctx.folder, attempt.result(), outcome)
+            self._markers.release(prepared.ctx.folder, record.result(), outcome)
         except Exception as exc:  # the next delivery may count a crash that wasn't one
             logs.event(
                 log,
                 "attempt release failed",
                 logging.WARNING,
                 job_id=prepared.ctx.job_id,
-                attempt=attempt,
                 error=f"{type(exc).__name__}: {safe_str(exc, 300)}",
             )
+            return False
+        return True

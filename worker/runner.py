@@ -88,6 +88,7 @@ STOPPING = (ExitReason.STOPPED, ExitReason.BROKEN, ExitReason.UNAVAILABLE)
 class Running:
     prepared: Prepared
     watch: Watch
+    attempt: int | None = None  # its attempt number, once started (with crash accounting)
 
 
 class Runner:
@@ -136,14 +137,20 @@ class Runner:
             stop_at=self._stop_at(),
             # On a stop, leave time inside Cloud Run's 10 s to nack and exit.
             stop_grace_s=max(1.0, self._t.shutdown_grace_s - 2.0),
+            # Past its timeout a run gets a tenth of JOB_TIMEOUT_S (2-30 s) to notice.
+            timeout_grace_s=min(30.0, max(2.0, self._t.job_s / 10)),
         )
         # Control-loop state: touched by the loop's thread only.
         self._ready: Prepared | None = None  # prefetched, runnable, waiting for the executor
         self._running: Running | None = None
+        # Handed to the executor thread while the running job still runs: it starts the moment
+        # that one ends, without a round trip through this loop.
+        self._next: Prepared | None = None
         self._executor_stuck = False  # a run outlived its interrupt grace: the thread is gone
         self._pulling = False  # a pull was permitted and not answered yet
         self._drained = False
-        self._recording = 0  # jobs at the finisher
+        self._recording = 0  # jobs at the finisher, or waiting to go there
+        self._deferred: list[Recording] = []  # handed to the finisher once the next job runs
         self._held_back: list[tuple[Prepared, BaseException | None]] = []  # nacked at the end
         self._taken = 0  # messages received (bounds prefetching under MAX_JOBS)
         self._handled = 0  # messages finished with (MAX_JOBS counts these)
@@ -206,6 +213,7 @@ class Runner:
                 return self._finish_closing(self._closing)
             if self._closing is None:
                 self._dispatch()
+            self._flush()
             try:
                 event = self._inbox.get(timeout=self._wait_s())
             except queue.Empty:
@@ -226,7 +234,7 @@ class Runner:
             return ExitReason.STOPPED
         if self._settings.max_jobs and self._handled >= self._settings.max_jobs:
             return ExitReason.MAX_JOBS
-        if self._running is not None or self._ready is not None:
+        if self._running is not None or self._ready is not None or self._next is not None:
             return None
         if self._drained:
             return ExitReason.DRAINED
@@ -260,10 +268,13 @@ class Runner:
         return (not max_jobs or self._taken < max_jobs) and self._time_for_another_job()
 
     def _dispatch(self) -> None:
-        """Start the waiting job when the executor is free; allow a pull when none waits."""
+        """Hand the waiting job to the executor thread (to start now, or right after the
+        running one); allow a pull when no job waits."""
         backlog_ok = self._recording < RECORDING_LIMIT
+        running = self._running
+        free = running is None or (running.watch.started_at is not None and self._next is None)
         if (
-            self._running is None
+            free
             and self._ready is not None
             and backlog_ok
             and not self._executor_stuck
@@ -271,12 +282,36 @@ class Runner:
         ):
             prepared, self._ready = self._ready, None
             self._start(prepared)
-        if not self._pulling and self._ready is None and backlog_ok and self._may_take():
+        if (
+            not self._pulling
+            and self._ready is None
+            and self._next is None
+            and backlog_ok
+            and not self._between_jobs()
+            and self._may_take()
+        ):
             self._pulling = True
             self._prefetch.permit()
 
+    def _between_jobs(self) -> bool:
+        """A job was handed to the executor thread and has not started yet.
+
+        Its start waits on a GCS write (the attempt markers); recording and prefetching wait
+        for that start, because their Python work would compete with the write for the GIL
+        and add milliseconds to every job's start.
+        """
+        return self._running is not None and self._running.watch.started_at is None
+
+    def _flush(self) -> None:
+        if self._deferred and (self._closing is not None or not self._between_jobs()):
+            for item in self._deferred:
+                self._finisher.submit(item)
+            self._deferred.clear()
+
     def _start(self, prepared: Prepared) -> None:
         """Hand the job to the executor thread; ``job.started`` is logged once it runs."""
+        # The executor thread starts it no later than this, judging by recent jobs' length.
+        start_by = self._stop_at() - max(self._recent_exec_s, default=0.0)
         assert prepared.job is not None
         job = prepared.job
         request = ExecRequest(
@@ -286,8 +321,14 @@ class Runner:
             prepared.output_dir,
             progress=progress.sink_for(job.job_id, self._progress_publisher),
         )
-        self._running = Running(prepared, Watch(self._limits))
-        self._exec.run(prepared, request)
+        after = None
+        if self._running is None:
+            self._running = Running(prepared, Watch(self._limits))
+        else:
+            self._next = prepared
+            if self._running.attempt is not None:
+                after = (self._running.prepared.ctx.folder, self._running.attempt)
+        self._exec.run(prepared, request, start_by, after)
 
     # -- events -------------------------------------------------------------------------------
 
@@ -352,6 +393,7 @@ class Runner:
         if self._running is None or self._running.prepared is not event.prepared:
             return
         self._running.watch.started_at = event.at
+        self._running.attempt = event.attempt
         prepared = event.prepared
         logs.event(
             log,
@@ -376,10 +418,20 @@ class Runner:
 
     def _executed(self, event: Executed) -> None:
         running = self._running
+        if self._next is not None and event.prepared is self._next:
+            self._next = None  # it never started (a stop, the budget, a broken predecessor)
+            self._fate(event.prepared, event.error)
+            return
         if running is None or running.prepared is not event.prepared:
             return  # a run given up on has ended after all: its message was settled then
         self._running = None
+        if self._next is not None:
+            self._running = Running(self._next, Watch(self._limits))
+            self._next = None
         outcome = running.watch.outcome(event.error)
+        if running.watch.started_at is None:  # never ran: its attempt record failed, or a stop
+            self._fate(event.prepared, outcome)
+            return
         self.jobs_executed += 1
         self._handled += 1
         self._recent_exec_s.append(event.seconds)
@@ -398,6 +450,9 @@ class Runner:
             self._executor_stuck = running.watch.started_at is not None
             self._handled += 1
             self._fate(running.prepared, running.watch.given_up())
+            if self._next is not None and self._executor_stuck:  # it will never start
+                prepared, self._next = self._next, None
+                self._fate(prepared, Stopped("the executor is stuck in another job"))
 
     # -- fates ----------------------------------------------------------------------------------
 
@@ -425,7 +480,7 @@ class Runner:
 
     def _record(self, item: Recording) -> None:
         self._recording += 1
-        self._finisher.submit(item)
+        self._deferred.append(item)
 
     def _record_failed(self, item: Recording, error: BaseException) -> None:
         prepared = item.prepared
@@ -472,7 +527,12 @@ class Runner:
             self._fate(prepared, Stopped("the worker is shutting down"))
 
     def _quiet(self) -> bool:
-        return self._running is None and not self._pulling and self._recording == 0
+        return (
+            self._running is None
+            and self._next is None
+            and not self._pulling
+            and self._recording == 0
+        )
 
     def _finish_closing(self, reason: ExitReason) -> ExitReason:
         """Hand back whatever is left, let the settler finish, and close the source."""
@@ -480,6 +540,8 @@ class Runner:
         if self._running is not None:  # it ignored the interrupt for as long as we could wait
             left.append((self._running.prepared, WorkerBroken("still running at shutdown")))
             self._executor_stuck = True
+        if self._next is not None:
+            left.append((self._next, Stopped("the worker is shutting down")))
         if self._executor_stuck or self._health.halt is Halt.BROKEN:
             reason = ExitReason.BROKEN
         for prepared, outcome in left:
