@@ -94,8 +94,8 @@ def check(prepared: Prepared) -> None:
         for part in (job.workflow, job.metadata, job.params):  # strict JSON all through
             json.dumps(part, allow_nan=False, ensure_ascii=False).encode("utf-8")
         try:
-            shape.check_shape(prepared.job.workflow)
-            shape.copy_for_run(prepared.job.workflow)
+            shape.check_shape(job.workflow)
+            shape.copy_for_run(job.workflow)
         except JobFailed as exc:  # the executor's own checks may still refuse it: as a job
             assert exc.error_type is ErrorType.INVALID_WORKFLOW
         return
