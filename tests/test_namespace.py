@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import tempfile
 import threading
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -55,7 +56,7 @@ class World:
         )
         return cls(store, preparer, ledger, Markers(store, Identity()), {}, set())
 
-    def run(self, message_id: str, body: dict[str, object], names: list[str]) -> Prepared:
+    def run(self, message_id: str, body: Mapping[str, object], names: list[str]) -> Prepared:
         """What the worker writes for this message, each write tagged with its folder."""
         delivery = Delivery(message_id, json.dumps(body).encode(), {}, 1, handle=None)
         prepared = self.preparer.prepare(delivery, threading.Event())
