@@ -60,11 +60,18 @@ def call(
             elapsed_s=round(state.seconds_since_start or 0.0, 2),
         )
 
+    backoff = tenacity.wait_exponential_jitter(
+        multiplier=initial_s, max=max_wait_s, jitter=initial_s
+    )
+
+    def wait(state: tenacity.RetryCallState) -> float:
+        # Never sleep past the budget: the last try comes at its end, not a backoff later.
+        left = budget_s - (state.seconds_since_start or 0.0)
+        return max(0.0, min(backoff(state), left))
+
     retrying = tenacity.Retrying(
         stop=tenacity.stop_after_delay(budget_s),
-        wait=tenacity.wait_exponential_jitter(
-            multiplier=initial_s, max=max_wait_s, jitter=initial_s
-        ),
+        wait=wait,
         retry=tenacity.retry_if_exception_type(retryable),
         before_sleep=warn,
         reraise=True,

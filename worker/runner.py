@@ -149,7 +149,7 @@ class Runner:
         self._executor_stuck = False  # a run outlived its interrupt grace: the thread is gone
         self._pulling = False  # a pull was permitted and not answered yet
         self._drained = False
-        self._recording = 0  # jobs at the finisher, or waiting to go there
+        self._recording: dict[int, Recording] = {}  # at the finisher, or waiting to go there
         self._deferred: list[Recording] = []  # handed to the finisher once the next job runs
         self._held_back: list[tuple[Prepared, BaseException | None]] = []  # nacked at the end
         self._taken = 0  # messages received (bounds prefetching under MAX_JOBS)
@@ -270,7 +270,7 @@ class Runner:
     def _dispatch(self) -> None:
         """Hand the waiting job to the executor thread (to start now, or right after the
         running one); allow a pull when no job waits."""
-        backlog_ok = self._recording < RECORDING_LIMIT
+        backlog_ok = len(self._recording) < RECORDING_LIMIT
         running = self._running
         free = running is None or (running.watch.started_at is not None and self._next is None)
         if (
@@ -347,25 +347,43 @@ class Runner:
         elif isinstance(event, Executed):
             self._executed(event)
         elif isinstance(event, RecordDone):
-            self._recording -= 1
+            self._recording.pop(id(event.item), None)
             outcome = event.item.outcome if event.item.prepared.existing is None else None
             self._settle(event.item.prepared, decide(outcome), outcome)
         elif isinstance(event, RecordFailed):
-            self._recording -= 1
+            self._recording.pop(id(event.item), None)
             self._record_failed(event.item, event.error)
         elif isinstance(event, Died):
-            logs.event(
-                log,
-                "worker thread died",
-                logging.ERROR,
-                thread=event.thread,
-                error=f"{type(event.error).__name__}: {safe_str(event.error)}"
-                if event.error is not None
-                else None,
-            )
+            self._died(event)
             return ExitReason.BROKEN
         # Wake: the loop looks at the stop flag next.
         return None
+
+    def _died(self, event: Died) -> None:
+        """A working thread is gone: log it, and give back what it held (it will never post)."""
+        logs.event(
+            log,
+            "worker thread died",
+            logging.ERROR,
+            thread=event.thread,
+            error=f"{type(event.error).__name__}: {safe_str(event.error)}"
+            if event.error is not None
+            else None,
+        )
+        gone = WorkerBroken(f"the {event.thread} thread died")
+        if event.thread == "finisher":
+            for item in list(self._recording.values()):
+                self._settle(item.prepared, decide(gone), gone)
+            self._recording.clear()
+            self._deferred.clear()
+        elif event.thread == "prefetch":
+            self._pulling = False
+        elif event.thread == "executor":
+            self._executor_stuck = True
+            for prepared in [r.prepared for r in (self._running,) if r] + [self._next]:
+                if prepared is not None:
+                    self._settle(prepared, decide(gone), gone)
+            self._running, self._next = None, None
 
     def _pulled(self, prepared: Prepared) -> None:
         self._pulling = False
@@ -479,7 +497,7 @@ class Runner:
             self._settle(prepared, decision, outcome)
 
     def _record(self, item: Recording) -> None:
-        self._recording += 1
+        self._recording[id(item)] = item
         self._deferred.append(item)
 
     def _record_failed(self, item: Recording, error: BaseException) -> None:
@@ -531,7 +549,7 @@ class Runner:
             self._running is None
             and self._next is None
             and not self._pulling
-            and self._recording == 0
+            and not self._recording
         )
 
     def _finish_closing(self, reason: ExitReason) -> ExitReason:
@@ -547,7 +565,7 @@ class Runner:
         for prepared, outcome in left:
             self._settle(prepared, Decision(Action.NACK, False, Halt.STOP), outcome)
         if self._recording:
-            logs.event(log, "results still being recorded at shutdown", count=self._recording)
+            logs.event(log, "results still being recorded at shutdown", count=len(self._recording))
         for part in (self._exec, self._finisher):
             part.close()
         remaining = max(0.0, self._close_by + 0.5 - time.monotonic())
