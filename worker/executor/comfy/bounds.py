@@ -78,17 +78,17 @@ def check_images(input_dir: Path, max_pixels: int) -> None:
             try:
                 with Image.open(path) as image:  # reads the header only
                     width, height = image.size
-            except (UnidentifiedImageError, Image.DecompressionBombError) as exc:
-                if isinstance(exc, Image.DecompressionBombError):
-                    width, height = max_pixels + 1, 1
-                else:
-                    continue  # not an image (a mask in another format, audio, ...)
+            except (Image.DecompressionBombError, Image.DecompressionBombWarning):
+                width, height = max_pixels + 1, 1  # PIL's own guard fired (it is set to ours)
+            except UnidentifiedImageError:
+                continue  # not an image (a mask in another format, audio, ...)
             except (OSError, ValueError, SyntaxError):
                 continue  # PIL can't read it: the loader that uses it will say why
             if width * height > max_pixels:
                 rel = path.relative_to(input_dir).as_posix()
+                size = f"of {width} x {height} pixels" if height > 1 else "too large"
                 raise JobFailed(
                     ErrorType.INPUT_ERROR,
-                    f"input {echo(rel)} is an image of {width} x {height} pixels; the limit is "
-                    f"{max_pixels} pixels (MAX_INPUT_PIXELS): send a smaller image",
+                    f"input {echo(rel)} is an image {size}; the limit is {max_pixels} pixels "
+                    "(MAX_INPUT_PIXELS): send a smaller image",
                 )
