@@ -71,7 +71,7 @@ def test_an_upload_failing_past_its_retries_is_retried_from_the_kept_outputs(
     log = tmp_path / "w.log"
     with proxy(cloud.gcs_url.removeprefix("http://")) as gcs:
         worker = cloud.spawn_worker(
-            log, STORAGE_EMULATOR_HOST=f"http://{gcs.host}", SERVICE_RETRY_S=2, IDLE_EXIT_S=60
+            log, STORAGE_EMULATOR_HOST=f"http://{gcs.host}", SERVICE_RETRY_S=1, IDLE_EXIT_S=60
         )
         wait_for_log(log, "job.started")
         gcs.up.clear()  # GCS refuses connections: the upload's retries run out
@@ -96,7 +96,7 @@ def test_a_run_that_ignores_its_timeout_gets_a_result_before_the_worker_is_repla
     cloud.publish({"job_id": "stuck", "workflow": stuck})
     log = tmp_path / "w.log"
     started = time.monotonic()
-    worker = cloud.spawn_worker(log, JOB_TIMEOUT_S=2, IDLE_EXIT_S=30)
+    worker = cloud.spawn_worker(log, JOB_TIMEOUT_S=1, IDLE_EXIT_S=30)
     # The process must go (the executor is held by the run), but with the job's result.
     assert worker.wait(timeout=60) == ExitCode.WORKER_BROKEN
     assert time.monotonic() - started < 30
