@@ -67,7 +67,7 @@ def test_a_job_that_kills_its_worker_ends_worker_crashed_and_the_others_succeed(
     assert boom is not None and boom["error"]["type"] == "worker_crashed", boom
     assert f"{K} earlier attempts" in boom["error"]["message"]
     for n in range(1, K + 1):
-        assert f"attempt {n} (delivery " in boom["error"]["message"]
+        assert f"attempt {n} (delivery " in boom["error"]["message"], boom["error"]["message"]
     for job_id in good:
         result = cloud.result(job_id)
         assert result is not None and result["status"] == "succeeded", result

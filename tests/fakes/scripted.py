@@ -101,6 +101,8 @@ def _crash(script: dict[str, Any], job_id: str) -> None:
         os._exit(3)
     if kind == "segv":
         os.kill(os.getpid(), signal.SIGSEGV)
+        while True:  # a real fault stops the thread at once; kill() may return first
+            time.sleep(1)
 
 
 def _script(request: ExecRequest) -> dict[str, Any]:
