@@ -21,9 +21,12 @@ import json
 import os
 import tempfile
 import threading
+from collections import Counter
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -58,6 +61,13 @@ LIMITS = Limits(
     max_metadata_bytes=2048,
 )
 CATALOG = PipelineCatalog.load(REPO / "pipelines", seed=lambda: 7)
+TRIED: Counter[str] = Counter()  # messages prepared, and how they ended
+
+
+@pytest.fixture(scope="module", autouse=True)
+def tally() -> Iterator[None]:
+    yield
+    print(f"\nFUZZ messages tried: {sum(TRIED.values())} {dict(TRIED)}")
 
 
 class Edge:
@@ -80,6 +90,8 @@ class Edge:
         delivery = Delivery(f"m{self.count}", data, attributes or {}, 1, handle=None)
         prepared = self.preparer.prepare(delivery, self.stop)  # must not raise
         check(prepared)
+        early = prepared.early
+        TRIED["runnable" if prepared.runnable else str(getattr(early, "error_type", early))] += 1
         prepared.cleanup()
         return prepared
 
