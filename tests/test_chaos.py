@@ -86,7 +86,7 @@ def test_chaos_on_one_host_loses_nothing_and_mixes_nothing(
     ids = [f"c{i:04d}" for i in range(JOBS)]
     for job_id in ids:
         outputs = [{"name": "own.txt", "text": job_id}, {"name": "sub/img.png", "bytes": 2000}]
-        spec = workflow(sleep_s=rng.uniform(0.05, 0.4), outputs=outputs, record=str(record))
+        spec = workflow(sleep_s=rng.uniform(0.1, 0.6), outputs=outputs, record=str(record))
         cloud.publish({"job_id": job_id, "workflow": spec})
 
     fleet = Fleet(cloud, tmp_path, WORKERS)
@@ -110,7 +110,7 @@ def test_chaos_on_one_host_loses_nothing_and_mixes_nothing(
             freeze(gcs_emulator, rng.uniform(0.5, 4))
         elif action == "freeze-pubsub":
             freeze(pubsub_emulator, rng.uniform(0.5, 4))
-        time.sleep(rng.uniform(0.5, 2.5))
+        time.sleep(rng.uniform(0.3, 1.5))
     fleet.stop()
     elapsed = time.monotonic() - started
 
