@@ -489,9 +489,10 @@ class Runner:
             result = ran.result if ran is not None else None
             seconds = ran.seconds if ran is not None else 0.0
             self._record(Recording(prepared, outcome, result, seconds))
-        elif decision.halt is Halt.STOP and self._pulling:
-            # Nacked once the pull in flight returns: nacked now, the message could go
-            # straight back to that pull and cost a second delivery attempt.
+        elif decision.halt is not Halt.NO and self._pulling:
+            # The worker stops: nacked once the pull in flight returns. Nacked now, the message
+            # could go straight back to that pull and cost a second delivery attempt.
+            self._health.record(decision)
             self._held_back.append((prepared, outcome))
         else:
             self._settle(prepared, decision, outcome)
