@@ -1,8 +1,9 @@
 """The job loop: the one owner of every message's fate.
 
 Working threads do the work and post typed events (``worker.eventtypes``); this control loop, on
-the caller's thread, is the only reader. It decides each message's fate (``worker.settle``) in
-one function, ``_fate``, and hands the ack or nack to the settler thread.
+the caller's thread, is the only reader. Every message's fate is decided and applied in one place,
+``worker.fates`` (from ``worker.settle``'s ``decide``), called from this loop only; the ack or
+nack itself runs on the settler thread.
 
 - ``prefetch`` pulls one message when allowed and prepares it (parse, namespace, ledger, staging);
 - ``executor`` runs one job at a time on one long-lived thread, with its attempt markers;
@@ -34,7 +35,7 @@ from worker import logs, progress
 from worker.attempts import Markers
 from worker.bounded import safe_str
 from worker.config import Settings
-from worker.errors import ConfigError, ServiceUnavailable, Stopped, Transient, WorkerBroken
+from worker.errors import ConfigError, ServiceUnavailable, Stopped, WorkerBroken
 from worker.events.base import EventPublisher
 from worker.eventtypes import (
     Died,
@@ -45,19 +46,19 @@ from worker.eventtypes import (
     PullFailed,
     RecordDone,
     RecordFailed,
-    Recording,
     Started,
     Wake,
 )
 from worker.executing import ExecutorThread
 from worker.executor.base import ExecRequest, Executor
+from worker.fates import Fates
 from worker.finisher import Finisher
 from worker.ledger import Ledger
 from worker.namespace import Namespace
 from worker.parse import Parser
 from worker.prefetch import Prefetcher
 from worker.prepare import Prepared, Preparer
-from worker.settle import Action, Decision, Halt, Health, Settler, decide, final
+from worker.settle import Halt, Health, Settler, decide
 from worker.sources.base import JobSource
 from worker.storage.base import ObjectStore
 from worker.supervise import Act, Limits, Watch
@@ -65,8 +66,6 @@ from worker.supervise import Act, Limits, Watch
 log = logging.getLogger(__name__)
 
 RECORDING_LIMIT = 3  # jobs being recorded before the loop stops starting and pulling more
-RECORD_ROUNDS = 2  # a recording that failed past its retries is tried once more, from the kept
-# outputs, before the message is given back (the job is not run again for an upload)
 SAFETY_WAKE_S = 30.0  # the longest the loop sleeps with nothing due (events wake it sooner)
 
 
@@ -132,6 +131,7 @@ class Runner:
         )
         self._finisher = Finisher(store, self._ledger, settings.identity, post)
         self._settler = Settler(source, post)
+        self._fates = Fates(self._finisher, self._settler, self._ledger, self._health)
         self._limits = Limits(
             job_timeout_s=self._t.job_s,
             stop_at=self._stop_at(),
@@ -149,9 +149,6 @@ class Runner:
         self._executor_stuck = False  # a run outlived its interrupt grace: the thread is gone
         self._pulling = False  # a pull was permitted and not answered yet
         self._drained = False
-        self._recording: dict[int, Recording] = {}  # at the finisher, or waiting to go there
-        self._deferred: list[Recording] = []  # handed to the finisher once the next job runs
-        self._held_back: list[tuple[Prepared, BaseException | None]] = []  # nacked at the end
         self._taken = 0  # messages received (bounds prefetching under MAX_JOBS)
         self._handled = 0  # messages finished with (MAX_JOBS counts these)
         self._recent_exec_s: deque[float] = deque(maxlen=5)
@@ -270,7 +267,7 @@ class Runner:
     def _dispatch(self) -> None:
         """Hand the waiting job to the executor thread (to start now, or right after the
         running one); allow a pull when no job waits."""
-        backlog_ok = len(self._recording) < RECORDING_LIMIT
+        backlog_ok = len(self._fates.recording) < RECORDING_LIMIT
         running = self._running
         free = running is None or (running.watch.started_at is not None and self._next is None)
         if (
@@ -303,10 +300,8 @@ class Runner:
         return self._running is not None and self._running.watch.started_at is None
 
     def _flush(self) -> None:
-        if self._deferred and (self._closing is not None or not self._between_jobs()):
-            for item in self._deferred:
-                self._finisher.submit(item)
-            self._deferred.clear()
+        if self._closing is not None or not self._between_jobs():
+            self._fates.flush()
 
     def _start(self, prepared: Prepared) -> None:
         """Hand the job to the executor thread; ``job.started`` is logged once it runs."""
@@ -347,12 +342,9 @@ class Runner:
         elif isinstance(event, Executed):
             self._executed(event)
         elif isinstance(event, RecordDone):
-            self._recording.pop(id(event.item), None)
-            outcome = event.item.outcome if event.item.prepared.existing is None else None
-            self._settle(event.item.prepared, decide(outcome), outcome)
+            self._fates.recorded(event.item)
         elif isinstance(event, RecordFailed):
-            self._recording.pop(id(event.item), None)
-            self._record_failed(event.item, event.error)
+            self._fates.record_failed(event.item, event.error, closing=self._closing is not None)
         elif isinstance(event, Died):
             self._died(event)
             return ExitReason.BROKEN
@@ -372,17 +364,14 @@ class Runner:
         )
         gone = WorkerBroken(f"the {event.thread} thread died")
         if event.thread == "finisher":
-            for item in list(self._recording.values()):
-                self._settle(item.prepared, decide(gone), gone)
-            self._recording.clear()
-            self._deferred.clear()
+            self._fates.finisher_died()
         elif event.thread == "prefetch":
             self._pulling = False
         elif event.thread == "executor":
             self._executor_stuck = True
             for prepared in [r.prepared for r in (self._running,) if r] + [self._next]:
                 if prepared is not None:
-                    self._settle(prepared, decide(gone), gone)
+                    self._fates.settle(prepared, decide(gone), gone)
             self._running, self._next = None, None
 
     def _pulled(self, prepared: Prepared) -> None:
@@ -401,9 +390,9 @@ class Runner:
         )
         if not prepared.runnable:
             self._handled += 1
-            self._fate(prepared, prepared.early)
+            self._decide(prepared, prepared.early)
         elif self._closing is not None:
-            self._fate(prepared, Stopped("stop requested before the job ran"))
+            self._decide(prepared, Stopped("stop requested before the job ran"))
         else:
             self._ready = prepared
 
@@ -438,7 +427,7 @@ class Runner:
         running = self._running
         if self._next is not None and event.prepared is self._next:
             self._next = None  # it never started (a stop, the budget, a broken predecessor)
-            self._fate(event.prepared, event.error)
+            self._decide(event.prepared, event.error)
             return
         if running is None or running.prepared is not event.prepared:
             return  # a run given up on has ended after all: its message was settled then
@@ -448,13 +437,13 @@ class Runner:
             self._next = None
         outcome = running.watch.outcome(event.error)
         if running.watch.started_at is None:  # never ran: its attempt record failed, or a stop
-            self._fate(event.prepared, outcome)
+            self._decide(event.prepared, outcome)
             return
         self.jobs_executed += 1
         self._handled += 1
         self._recent_exec_s.append(event.seconds)
         self._last_work = time.monotonic()
-        self._fate(event.prepared, outcome, event)
+        self._decide(event.prepared, outcome, event)
 
     def _watch_running(self) -> None:
         running = self._running
@@ -467,67 +456,16 @@ class Runner:
             self._running = None
             self._executor_stuck = running.watch.started_at is not None
             self._handled += 1
-            self._fate(running.prepared, running.watch.given_up())
+            self._decide(running.prepared, running.watch.given_up())
             if self._next is not None and self._executor_stuck:  # it will never start
                 prepared, self._next = self._next, None
-                self._fate(prepared, Stopped("the executor is stuck in another job"))
+                self._decide(prepared, Stopped("the executor is stuck in another job"))
 
-    # -- fates ----------------------------------------------------------------------------------
-
-    def _fate(
+    def _decide(
         self, prepared: Prepared, outcome: BaseException | None, ran: Executed | None = None
     ) -> None:
-        """The one place a message's fate is decided."""
-        if prepared.settled:
-            return
-        if prepared.existing is not None:  # done earlier: announce it again, then ack
-            self._record(Recording(prepared, None))
-            return
-        outcome = final(outcome, prepared.delivery)
-        decision = decide(outcome)
-        if decision.record_result:
-            result = ran.result if ran is not None else None
-            seconds = ran.seconds if ran is not None else 0.0
-            self._record(Recording(prepared, outcome, result, seconds))
-        elif decision.halt is not Halt.NO and self._pulling:
-            # The worker stops: nacked once the pull in flight returns. Nacked now, the message
-            # could go straight back to that pull and cost a second delivery attempt.
-            self._health.record(decision)
-            self._held_back.append((prepared, outcome))
-        else:
-            self._settle(prepared, decision, outcome)
-
-    def _record(self, item: Recording) -> None:
-        self._recording[id(item)] = item
-        self._deferred.append(item)
-
-    def _record_failed(self, item: Recording, error: BaseException) -> None:
-        prepared = item.prepared
-        retry = isinstance(error, Transient) and prepared.rounds + 1 < RECORD_ROUNDS
-        if retry and self._closing is None:
-            prepared.rounds += 1
-            logs.event(
-                log,
-                "recording retried from the kept outputs",
-                logging.WARNING,
-                job_id=prepared.ctx.job_id,
-                error=safe_str(error, 1000),
-            )
-            self._record(item)
-            return
-        if not isinstance(error, Transient | WorkerBroken | Stopped):
-            error = WorkerBroken(
-                f"recording failed: {type(error).__name__}: {safe_str(error, 1000)}"
-            )
-        self._settle(prepared, decide(error), error)
-
-    def _settle(self, prepared: Prepared, decision: Decision, reason: BaseException | None) -> None:
-        if prepared.settled:
-            return
-        prepared.settled = True
-        self._health.record(decision)
-        self._settler.submit(prepared, decision, reason)
-        self._ledger.let_go(prepared.ctx.folder)
+        """Every fate goes through ``worker.fates``, which must know if a pull is in flight."""
+        self._fates.decide(prepared, outcome, ran, pulling=self._pulling)
 
     # -- closing ------------------------------------------------------------------------------
 
@@ -543,19 +481,19 @@ class Runner:
         self._close_by = min(start + grace, self._started_at + self._t.task_s - 2.0) - 0.5
         if self._ready is not None:
             prepared, self._ready = self._ready, None
-            self._fate(prepared, Stopped("the worker is shutting down"))
+            self._decide(prepared, Stopped("the worker is shutting down"))
 
     def _quiet(self) -> bool:
         return (
             self._running is None
             and self._next is None
             and not self._pulling
-            and not self._recording
+            and not self._fates.recording
         )
 
     def _finish_closing(self, reason: ExitReason) -> ExitReason:
         """Hand back whatever is left, let the settler finish, and close the source."""
-        left: list[tuple[Prepared, BaseException | None]] = list(self._held_back)
+        left: list[tuple[Prepared, BaseException | None]] = list(self._fates.held_back)
         if self._running is not None:  # it ignored the interrupt for as long as we could wait
             left.append((self._running.prepared, WorkerBroken("still running at shutdown")))
             self._executor_stuck = True
@@ -564,9 +502,10 @@ class Runner:
         if self._executor_stuck or self._health.halt is Halt.BROKEN:
             reason = ExitReason.BROKEN
         for prepared, outcome in left:
-            self._settle(prepared, Decision(Action.NACK, False, Halt.STOP), outcome)
-        if self._recording:
-            logs.event(log, "results still being recorded at shutdown", count=len(self._recording))
+            self._fates.hand_back(prepared, outcome)
+        if self._fates.recording:
+            left_n = len(self._fates.recording)
+            logs.event(log, "results still being recorded at shutdown", count=left_n)
         for part in (self._exec, self._finisher):
             part.close()
         remaining = max(0.0, self._close_by + 0.5 - time.monotonic())
