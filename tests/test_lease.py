@@ -71,3 +71,29 @@ def test_a_failing_extension_does_not_stop_the_leaser() -> None:
         assert len(calls) >= 2
     finally:
         leaser.stop()
+
+
+class Fatal(BaseException):
+    """Not an ``Exception``: what the lease loop's own handler does not catch."""
+
+
+def test_a_dead_lease_thread_is_reported_not_silent() -> None:
+    died: list[tuple[str, BaseException | None]] = []
+    reported = threading.Event()
+
+    def extend(ack_ids: Sequence[str], seconds: int) -> None:
+        raise Fatal("boom")
+
+    def on_death(name: str, error: BaseException | None) -> None:
+        died.append((name, error))
+        reported.set()
+
+    leaser = Leaser(extend, extension_s=30, max_lease_s=600)
+    leaser.watch(on_death)
+    leaser.add("a")
+    assert reported.wait(5)
+    assert died[0][0] == "leaser" and isinstance(died[0][1], Fatal)
+    # Watching after the death still hears of it (the runner may start watching late).
+    late: list[str] = []
+    leaser.watch(lambda name, error: late.append(name))
+    assert late == ["leaser"]

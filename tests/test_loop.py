@@ -45,8 +45,11 @@ def test_success_writes_outputs_then_result_then_one_event_then_acks(cloud: Clou
     assert by_name["caption.txt"]["content_type"].startswith("text/plain")
     # result.json is written last: its generation (a microsecond timestamp) follows every output's.
     result_blob = objects["results/batch/7/ok-1/result.json"]
-    outputs_blobs = [b for n, b in objects.items() if not n.endswith("/result.json")]
-    assert len(outputs_blobs) == 3
+    names = {n.rsplit("/", 1)[-1] for n in objects}
+    markers = {n for n in names if n.startswith(".")}
+    assert markers == {".namespace", ".attempt-1.json", ".attempt-1.released"}
+    outputs_blobs = [b for n, b in objects.items() if n.rsplit("/", 1)[-1] in by_name]
+    assert len(outputs_blobs) == 3 and len(objects) == 3 + len(markers) + 1
     assert all(b.generation < result_blob.generation for b in outputs_blobs)
     assert result["metadata"] == {"campaign": "spring"}
     assert result["result_uri"] == f"{folder}/result.json"
@@ -135,9 +138,10 @@ def test_runpod_body_runs_unchanged(cloud: Cloud) -> None:
     result = cloud.result("rp-1")
     assert result is not None and result["status"] == "succeeded", result
     assert result["form"] == "runpod" and result["message_id"] == message_id
-    blobs = cloud.objects("results/rp-1/inputs/")
-    assert blobs["results/rp-1/inputs/input.png"].download_as_bytes() == png
-    assert blobs["results/rp-1/inputs/mask.png"].download_as_bytes() == b"mask"
+    # Output names are one path segment: inputs/input.png is stored as inputs__input.png.
+    blobs = cloud.objects("results/rp-1/inputs__")
+    assert blobs["results/rp-1/inputs__input.png"].download_as_bytes() == png
+    assert blobs["results/rp-1/inputs__mask.png"].download_as_bytes() == b"mask"
 
 
 def test_gcs_inputs_are_staged(cloud: Cloud) -> None:
@@ -150,7 +154,7 @@ def test_gcs_inputs_are_staged(cloud: Cloud) -> None:
         }
     )
     assert run_worker(cloud) == ExitCode.OK
-    blob = cloud.objects("results/gs-in/inputs/")["results/gs-in/inputs/photos/p.png"]
+    blob = cloud.objects("results/gs-in/")["results/gs-in/inputs__photos__p.png"]
     assert blob.download_as_bytes() == b"photo-bytes"
 
 
@@ -169,16 +173,23 @@ def test_input_over_the_size_limit_fails_with_input_error(cloud: Cloud) -> None:
     assert "MAX_INPUT_BYTES" in result["error"]["message"]
 
 
-def test_transient_failure_is_redelivered_then_dead_lettered(cloud: Cloud, tmp_path: Path) -> None:
+def test_transient_failure_is_redelivered_then_fails_as_retries_exhausted(
+    cloud: Cloud, tmp_path: Path
+) -> None:
     record = tmp_path / "runs.txt"
     cloud.publish({"job_id": "flaky", "workflow": workflow(fail="transient", record=str(record))})
     code = run_worker(cloud, IDLE_EXIT_S=4, MAX_CONSECUTIVE_TRANSIENT=50)
     assert code == ExitCode.OK
     assert record.read_text().split() == ["flaky"] * 5  # five delivery attempts
-    dead = cloud.pull(cloud.dead_subscription, 1)
-    assert len(dead) == 1 and json.loads(dead[0].message.data)["job_id"] == "flaky"
-    assert cloud.result("flaky") is None  # no result: the job is not finished
-    assert cloud.events(1, timeout_s=2) == []
+    # The fifth (MAX_DELIVERY_ATTEMPTS) records the failure instead of dead-lettering it
+    # silently: the sender sees why.
+    result = cloud.result("flaky")
+    assert result is not None and result["error"]["type"] == "retries_exhausted"
+    assert result["delivery_attempt"] == 5
+    assert "scripted: transient fault" in result["error"]["message"]
+    assert [e["status"] for e in cloud.events(2)] == ["failed"]
+    assert cloud.pull(cloud.dead_subscription, 1, timeout_s=2) == []
+    assert cloud.backlog() == 0
 
 
 def test_repeated_transient_failures_stop_the_worker(cloud: Cloud) -> None:

@@ -7,6 +7,7 @@ dataclass; the README's table of variables mirrors this file.
 
 from __future__ import annotations
 
+import dataclasses
 import re
 import shlex
 from collections.abc import Mapping
@@ -130,6 +131,8 @@ class Limits:
     max_metadata_bytes: int = 16 * 1024
     max_prefix_chars: int = 512
     allowed_input_buckets: tuple[str, ...] = ()  # empty: only the output bucket; "*": any
+    max_pixels_per_job: int = 2**28  # width x height x batch x frames of one image/latent node
+    max_input_pixels: int = 89_478_485  # one decoded input image (PIL's own default, enforced)
 
     @classmethod
     def read(cls, r: _Reader) -> Limits:
@@ -141,9 +144,11 @@ class Limits:
             max_input_bytes=r.integer("MAX_INPUT_BYTES", cls.max_input_bytes, 1),
             max_total_input_bytes=r.integer("MAX_TOTAL_INPUT_BYTES", cls.max_total_input_bytes, 1),
             max_metadata_bytes=r.integer(
-                "MAX_METADATA_BYTES", cls.max_metadata_bytes, 0, 1_000_000
+                "MAX_METADATA_BYTES", cls.max_metadata_bytes, 0, 256 * 1024
             ),
             allowed_input_buckets=r.items("ALLOWED_INPUT_BUCKETS"),
+            max_pixels_per_job=r.integer("MAX_PIXELS_PER_JOB", cls.max_pixels_per_job, 1),
+            max_input_pixels=r.integer("MAX_INPUT_PIXELS", cls.max_input_pixels, 1),
         )
 
 
@@ -402,6 +407,12 @@ class Settings:
     manifest_uri: str | None = None
     max_jobs: int = 0  # 0: no limit
     max_consecutive_transient: int = 3
+    # Earlier attempts that died with their process before a job is failed as worker_crashed;
+    # 0 turns crash accounting off (attempt records are then written in the background).
+    max_crashed_attempts: int = 2
+    # The job subscription's maxDeliveryAttempts (infra/pubsub.tf): the last attempt writes
+    # retries_exhausted instead of nacking a transient failure into the dead-letter topic.
+    max_delivery_attempts: int = 5
     work_dir: Path = Path("/tmp/worker")
     # module:function returning the Executor; the embedded ComfyUI one unless you plug in another
     executor: str = "worker.executor.comfy:build_executor"
@@ -430,6 +441,12 @@ class Settings:
             manifest_uri=r.gs_uri("MANIFEST_URI"),
             max_jobs=r.integer("MAX_JOBS", 0, 0),
             max_consecutive_transient=r.integer("MAX_CONSECUTIVE_TRANSIENT", 3, 1),
+            max_crashed_attempts=r.integer(
+                "MAX_CRASHED_ATTEMPTS", cls.max_crashed_attempts, 0, 100
+            ),
+            max_delivery_attempts=r.integer(
+                "MAX_DELIVERY_ATTEMPTS", cls.max_delivery_attempts, 5, 100
+            ),
             work_dir=Path(r.text("WORK_DIR", "/tmp/worker") or "/tmp/worker"),
             executor=r.text("EXECUTOR", cls.executor) or cls.executor,
             log_level=log_level,
@@ -462,6 +479,14 @@ class Settings:
         missing = [name for name in names if attrs[name] is None]
         if missing:
             raise ConfigError("missing required setting(s): " + ", ".join(missing))
+
+    def in_slot(self, slot_dir: Path) -> Settings:
+        """These settings for a process that owns ``slot_dir`` of ``WORK_DIR`` (``worker.workdir``):
+        its jobs and ComfyUI's folders go there, while the model cache stays shared."""
+        comfy = self.comfy
+        if comfy.model_cache_dir is None:
+            comfy = dataclasses.replace(comfy, model_cache_dir=self.work_dir / "models")
+        return dataclasses.replace(self, work_dir=slot_dir, comfy=comfy)
 
     @property
     def output_bucket(self) -> str:

@@ -16,6 +16,8 @@ from __future__ import annotations
 from enum import StrEnum
 from typing import Any
 
+from worker.bounded import ECHO_CHARS, bound, clip
+
 
 class ErrorType(StrEnum):
     """Stable error types that users see in ``result.json`` and the completion event."""
@@ -27,6 +29,8 @@ class ErrorType(StrEnum):
     EXECUTION_ERROR = "execution_error"  # a node raised while running this job's inputs
     OOM = "oom"  # the job needs more GPU/host memory than the worker has
     TIMEOUT = "timeout"  # the job ran past JOB_TIMEOUT_S
+    WORKER_CRASHED = "worker_crashed"  # earlier attempts died with their process
+    RETRIES_EXHAUSTED = "retries_exhausted"  # a transient fault on the last delivery attempt
 
 
 class WorkerError(Exception):
@@ -43,19 +47,24 @@ class JobFailed(WorkerError):
         *,
         node_id: str | None = None,
         details: dict[str, Any] | None = None,
+        halts_worker: bool = False,
     ) -> None:
         super().__init__(message)
         self.error_type = error_type
         self.message = message
         self.node_id = node_id
         self.details = details or {}
+        # The job failed for good, and the process can't go on either (a run that ignored the
+        # interrupt at its timeout still holds the executor): record, ack, then exit non-zero.
+        self.halts_worker = halts_worker
 
     def to_dict(self) -> dict[str, Any]:
-        out: dict[str, Any] = {"type": str(self.error_type), "message": self.message}
+        """The ``error`` object of a result, bounded whatever the message quoted."""
+        out: dict[str, Any] = {"type": str(self.error_type), "message": clip(self.message)}
         if self.node_id is not None:
-            out["node_id"] = self.node_id
+            out["node_id"] = clip(self.node_id, ECHO_CHARS)
         if self.details:
-            out["details"] = self.details
+            out["details"] = bound(self.details)
         return out
 
 

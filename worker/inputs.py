@@ -7,6 +7,7 @@ import binascii
 import re
 from pathlib import Path
 
+from worker.bounded import echo, safe_str
 from worker.config import Limits
 from worker.errors import ErrorType, JobFailed
 from worker.job import InputFile
@@ -17,7 +18,7 @@ _WHITESPACE = re.compile(rb"\s+")
 
 
 def _input_error(name: str, message: str) -> JobFailed:
-    return JobFailed(ErrorType.INPUT_ERROR, f"input {name!r}: {message}")
+    return JobFailed(ErrorType.INPUT_ERROR, f"input {echo(name)}: {message}")
 
 
 def decode_base64(name: str, text: str) -> bytes:
@@ -27,7 +28,7 @@ def decode_base64(name: str, text: str) -> bytes:
     try:
         return base64.b64decode(payload, validate=True)
     except (binascii.Error, ValueError) as exc:
-        raise _input_error(name, f"data is not valid base64 ({exc})") from exc
+        raise _input_error(name, f"data is not valid base64 ({safe_str(exc, 200)})") from exc
 
 
 def stage(
@@ -40,34 +41,43 @@ def stage(
     """
     total = 0
     for item in inputs:
-        dest = directory / item.name
-        dest.parent.mkdir(parents=True, exist_ok=True)
-        budget = min(limits.max_input_bytes, limits.max_total_input_bytes - total)
-        if item.data is not None:
-            data = decode_base64(item.name, item.data)
-            if len(data) > budget:
-                raise _too_large(item.name, len(data), limits)
-            dest.write_bytes(data)
-            total += len(data)
-            continue
-        assert item.uri is not None
         try:
-            total += store.download(item.uri, dest, budget)
-        except ObjectNotFound as exc:
-            raise _input_error(item.name, f"{item.uri} does not exist") from exc
-        except ObjectTooLarge as exc:
+            total += _stage_one(item, directory, store, limits, total)
+        except OSError as exc:  # the name passed validation; the file system still said no
             raise _input_error(
-                item.name,
-                f"{exc} (MAX_INPUT_BYTES={limits.max_input_bytes}, "
-                f"MAX_TOTAL_INPUT_BYTES={limits.max_total_input_bytes})",
-            ) from exc
-        except AccessDenied as exc:
-            raise _input_error(
-                item.name,
-                f"{exc}: grant the worker's service account "
-                "roles/storage.objectViewer on the bucket",
+                item.name, f"could not be written ({exc.strerror or type(exc).__name__})"
             ) from exc
     return total
+
+
+def _stage_one(
+    item: InputFile, directory: Path, store: ObjectStore, limits: Limits, total: int
+) -> int:
+    dest = directory / item.name
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    budget = min(limits.max_input_bytes, limits.max_total_input_bytes - total)
+    if item.data is not None:
+        data = decode_base64(item.name, item.data)
+        if len(data) > budget:
+            raise _too_large(item.name, len(data), limits)
+        dest.write_bytes(data)
+        return len(data)
+    assert item.uri is not None
+    try:
+        return store.download(item.uri, dest, budget)
+    except ObjectNotFound as exc:
+        raise _input_error(item.name, f"{item.uri} does not exist") from exc
+    except ObjectTooLarge as exc:
+        raise _input_error(
+            item.name,
+            f"{exc} (MAX_INPUT_BYTES={limits.max_input_bytes}, "
+            f"MAX_TOTAL_INPUT_BYTES={limits.max_total_input_bytes})",
+        ) from exc
+    except AccessDenied as exc:
+        raise _input_error(
+            item.name,
+            f"{exc}: grant the worker's service account roles/storage.objectViewer on the bucket",
+        ) from exc
 
 
 def _too_large(name: str, size: int, limits: Limits) -> JobFailed:

@@ -31,6 +31,9 @@ class Delivery:
     handle: object = field(repr=False, compare=False)
     source: str = "pubsub"
     published_at: float | None = None  # epoch seconds the producer published it (Pub/Sub)
+    # The last delivery before the dead-letter topic: a transient failure then writes a
+    # retries_exhausted result instead of handing the message back.
+    final_attempt: bool = False
 
 
 @dataclass(frozen=True)

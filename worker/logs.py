@@ -15,6 +15,13 @@ from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any, TextIO
 
+from worker.bounded import bound, clip
+
+# Cloud Logging drops entries over 256 KB; every line stays under 64 KB whatever it quotes.
+MAX_LINE_BYTES = 60_000
+FIELD_CHARS = 8_000  # one string field (a message, an error)
+EXCEPTION_CHARS = 16_000  # a traceback keeps its last frames, where the error is
+
 _SEVERITY = {
     logging.DEBUG: "DEBUG",
     logging.INFO: "INFO",
@@ -30,19 +37,44 @@ class JsonFormatter(logging.Formatter):
         self.static = dict(static or {})
 
     def format(self, record: logging.LogRecord) -> str:
-        doc: dict[str, Any] = {
+        head: dict[str, Any] = {
             "severity": _SEVERITY.get(record.levelno, record.levelname),
-            "message": record.getMessage(),
+            "message": clip(record.getMessage(), FIELD_CHARS),
             "time": datetime.fromtimestamp(record.created, UTC).isoformat(),
             "logger": record.name,
         }
-        doc.update(self.static)
+        doc = {**head, **self.static}
         fields = getattr(record, "fields", None)
         if isinstance(fields, Mapping):
-            doc.update(fields)
+            doc.update({str(k): _field(v) for k, v in fields.items()})
         if record.exc_info:
-            doc["exception"] = self.formatException(record.exc_info)
-        return json.dumps(doc, default=str)
+            text = self.formatException(record.exc_info)
+            if len(text) > EXCEPTION_CHARS:
+                text = f"... ({len(text)} characters)\n{text[-EXCEPTION_CHARS:]}"
+            doc["exception"] = text
+        line = _dumps(doc)
+        if len(line) * 4 > MAX_LINE_BYTES and len(line.encode()) > MAX_LINE_BYTES:
+            head["message"] = clip(str(head["message"]), 2_000)
+            line = _dumps({**head, **self.static, "truncated_bytes": len(line.encode())})
+        return line
+
+
+def _field(value: Any) -> Any:
+    if isinstance(value, str):
+        return clip(value, FIELD_CHARS)
+    if isinstance(value, bool | int | float) or value is None:
+        return value
+    return bound(value)
+
+
+def _dumps(doc: Mapping[str, Any]) -> str:
+    """One JSON line, never with a lone surrogate (they are not UTF-8)."""
+    line = json.dumps(doc, default=str, ensure_ascii=False)
+    try:
+        line.encode()
+    except UnicodeEncodeError:
+        line = line.encode("utf-8", "replace").decode("utf-8")
+    return line
 
 
 def setup(

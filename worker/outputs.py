@@ -6,6 +6,7 @@ import mimetypes
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 
+from worker.bounded import echo
 from worker.errors import ErrorType, JobFailed
 from worker.job import ProducedFile, StoredOutput
 from worker.result import RESULT_NAME
@@ -54,8 +55,17 @@ def content_type(name: str, given: str | None = None) -> str:
     return _TYPES.get(suffix) or mimetypes.guess_type(name)[0] or "application/octet-stream"
 
 
+SEPARATOR = "__"  # a sub/folder/name.png output becomes sub__folder__name.png
+MAX_OBJECT_NAME_BYTES = 1024  # GCS's limit for a whole object name
+
+
 def object_name(produced: ProducedFile) -> str:
-    """The file's name under the job folder; never ``result.json``, which marks completion."""
+    """The file's object name in the job folder: one path segment, deterministic, never a
+    reserved name (``result.json``, or a dot-name: markers such as ``.attempt-1.json``).
+
+    One segment is what keeps a job's objects out of every other job's folder
+    (``worker.namespace``): ``K/result.json`` would otherwise land in job ``K``'s folder.
+    """
     try:
         name = check_name(produced.name, "output")
     except JobFailed as exc:
@@ -64,14 +74,39 @@ def object_name(produced: ProducedFile) -> str:
             f"node {produced.node_id} wrote an output with an unsafe name: {exc.message}",
             node_id=produced.node_id,
         ) from exc
-    return f"_{name}" if name == RESULT_NAME else name
+    flat = SEPARATOR.join(name.split("/"))
+    return f"_{flat}" if flat.startswith(".") or flat == RESULT_NAME else flat
+
+
+def object_names(files: Sequence[ProducedFile], folder: str) -> list[str]:
+    """``object_name`` of each file; two files with one name, or a name too long for GCS, fail
+    the job (an output must never be silently replaced or dropped)."""
+    names = [object_name(f) for f in files]
+    first: dict[str, ProducedFile] = {}
+    for produced, name in zip(files, names, strict=True):
+        other = first.setdefault(name, produced)
+        if other is not produced:
+            raise JobFailed(
+                ErrorType.EXECUTION_ERROR,
+                f"outputs {echo(other.name)} and {echo(produced.name)} would both be stored as "
+                f"{echo(name)} (sub-folders are flattened with {SEPARATOR!r}): give them "
+                "distinct file names",
+                node_id=produced.node_id,
+            )
+        key = f"{folder}/{name}".split("/", 3)[-1]
+        if len(key.encode("utf-8")) > MAX_OBJECT_NAME_BYTES:
+            raise JobFailed(
+                ErrorType.EXECUTION_ERROR,
+                f"output {echo(produced.name)} makes an object name over GCS's "
+                f"{MAX_OBJECT_NAME_BYTES} bytes: use a shorter file name, prefix or job id",
+                node_id=produced.node_id,
+            )
+    return names
 
 
 def upload(files: Sequence[ProducedFile], folder: str, store: ObjectStore) -> list[StoredOutput]:
     """Upload every file (a few at a time); return them in the executor's order."""
-    names = [object_name(f) for f in files]
-    if len(set(names)) != len(names):
-        raise JobFailed(ErrorType.EXECUTION_ERROR, f"two outputs share a name: {names}")
+    names = object_names(files, folder)
 
     def one(item: tuple[ProducedFile, str]) -> StoredOutput:
         produced, name = item

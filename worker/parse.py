@@ -8,16 +8,20 @@ object), the result goes to ``<OUTPUT_URI>/<message id>/`` as the design says.
 
 from __future__ import annotations
 
-import json
+import logging
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from worker import jsonsafe, logs
+from worker.bounded import echo, safe_str
 from worker.config import Limits
 from worker.errors import ErrorType, JobFailed
 from worker.job import Delivery, InputFile, Job
 from worker.validate import check_inputs, check_metadata, check_prefix, check_workflow
+
+log = logging.getLogger(__name__)
 
 JOB_ID = re.compile(r"[A-Za-z0-9._-]{1,128}")
 V1_FIELDS = ("version", "job_id", "workflow", "pipeline", "params", "inputs", "output", "metadata")
@@ -51,16 +55,39 @@ class Parser:
     pipelines: PipelineRenderer | None = None
 
     def parse(self, delivery: Delivery) -> Job:
-        body = self._body(delivery)
-        job_id = self._job_id(delivery, body)
-        prefix = ""
+        """The job, or ``Refused``: whatever the message holds, nothing else escapes."""
+        job_id, prefix = delivery.message_id, ""
         try:
+            body = self._body(delivery)
+            job_id = self._job_id(delivery, body)
             if "input" in body and "workflow" not in body and "pipeline" not in body:
                 return self._runpod(job_id, body, delivery)
             prefix = self._prefix(body)
             return self._v1(job_id, prefix, body)
+        except Refused:
+            raise
         except JobFailed as exc:
             raise Refused(job_id, prefix, exc) from exc
+        except MemoryError as exc:
+            raise Refused(job_id, prefix, JobFailed(ErrorType.OOM, _NO_MEMORY)) from exc
+        except Exception as exc:  # a message must never crash the worker: it fails alone
+            logs.event(
+                log,
+                "parse.unexpected",
+                logging.WARNING,
+                exc_info=True,
+                job_id=job_id,
+                message_id=delivery.message_id,
+                error=f"{type(exc).__name__}: {safe_str(exc, 500)}",
+            )
+            raise Refused(
+                job_id,
+                prefix,
+                _invalid(
+                    f"the message could not be read ({type(exc).__name__}: "
+                    f"{safe_str(exc, 200)}); check it against the job message format"
+                ),
+            ) from exc
 
     def _body(self, delivery: Delivery) -> dict[str, Any]:
         size = len(delivery.data)
@@ -72,19 +99,15 @@ class Parser:
                 'in GCS and pass them as {"name": ..., "uri": "gs://..."}',
             )
         try:
-            body = json.loads(delivery.data.decode("utf-8"))
+            body = jsonsafe.loads(delivery.data.decode("utf-8"))
         except UnicodeDecodeError as exc:
             self._refuse(
                 delivery,
                 f"message data is not UTF-8 text ({exc.reason} at byte "
                 f"{exc.start}): send the job as UTF-8 JSON",
             )
-        except json.JSONDecodeError as exc:
-            self._refuse(
-                delivery,
-                f"message data is not valid JSON: {exc.msg} at line "
-                f"{exc.lineno} column {exc.colno}",
-            )
+        except jsonsafe.Refusal as exc:
+            self._refuse(delivery, f"message data is {_as_clause(str(exc))}")
         if not isinstance(body, dict):
             self._refuse(
                 delivery,
@@ -100,7 +123,7 @@ class Parser:
         if not isinstance(given, str) or not JOB_ID.fullmatch(given) or given in (".", ".."):
             self._refuse(
                 delivery,
-                f"job_id {given!r} is invalid: use 1-128 characters from "
+                f"job_id {echo(given)} is invalid: use 1-128 characters from "
                 "A-Z a-z 0-9 . _ - (the result is recorded under the message id)",
             )
         return str(given)
@@ -117,9 +140,12 @@ class Parser:
     def _v1(self, job_id: str, prefix: str, body: Mapping[str, Any]) -> Job:
         unknown = sorted(set(body) - set(V1_FIELDS))
         if unknown:
-            raise _invalid(f"unknown field(s) {unknown}; a job message has: {list(V1_FIELDS)}")
-        if body.get("version", 1) != 1:
-            raise _invalid(f"version {body.get('version')!r} is not supported; use 1")
+            raise _invalid(
+                f"unknown field(s) {echo(unknown)}; a job message has: {list(V1_FIELDS)}"
+            )
+        version = body.get("version", 1)
+        if version != 1 or isinstance(version, bool):
+            raise _invalid(f"version {echo(version)} is not supported; use 1")
         workflow, pipeline, params = self._workflow(body)
         return Job(
             job_id=job_id,
@@ -157,7 +183,7 @@ class Parser:
         unknown = sorted(set(body) - {"input", *RUNPOD_IGNORED})  # noqa: RUF100
         if unknown:
             raise _invalid(
-                f'unknown field(s) {unknown} next to "input"; a Runpod body has '
+                f'unknown field(s) {echo(unknown)} next to "input"; a Runpod body has '
                 '"input" (and optionally webhook/policy, which are ignored here)'
             )
         inner = body["input"]
@@ -166,7 +192,8 @@ class Parser:
         unknown = sorted(set(inner) - set(RUNPOD_INPUT_FIELDS))
         if unknown:
             raise _invalid(
-                f'unknown field(s) {unknown} in "input"; accepted: {list(RUNPOD_INPUT_FIELDS)}'
+                f'unknown field(s) {echo(unknown)} in "input"; '
+                f"accepted: {list(RUNPOD_INPUT_FIELDS)}"
             )
         if "workflow" not in inner:
             raise _invalid('"input.workflow" is required (a ComfyUI API-format prompt)')
@@ -201,6 +228,14 @@ def _runpod_image(index: int, image: Any) -> Any:
 
 def _invalid(message: str) -> JobFailed:
     return JobFailed(ErrorType.INVALID_JOB, message)
+
+
+def _as_clause(refusal: str) -> str:
+    """``not valid JSON: ...`` stays; ``the integer ...`` becomes ``not accepted: the ...``."""
+    return refusal if refusal.startswith("not ") else f"not accepted: {refusal}"
+
+
+_NO_MEMORY = "the worker ran out of host memory reading this message; send a smaller one"
 
 
 __all__ = ["InputFile", "Parser", "Refused"]

@@ -12,6 +12,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Literal, cast
 
+from worker.bounded import echo
+
 ParamType = Literal["int", "float", "string", "bool", "seed", "file"]
 TYPES: tuple[ParamType, ...] = ("int", "float", "string", "bool", "seed", "file")
 SEED_MAX = 2**64 - 1  # KSampler's own maximum
@@ -84,13 +86,18 @@ class Param:
 
     def check(self, value: Any) -> Any:
         """Return ``value`` in its canonical form, or raise ``ParamError``."""
-        want = f"parameter {self.name!r} must be {self.describe()}; got {value!r}"
-        value = self._typed(value, f"{want} ({_json_type(value)})")
-        if (self.min is not None and value < self.min) or (
-            self.max is not None and value > self.max
-        ):
-            raise ParamError(want)
-        if self.step and value % self.step:
+        want = f"parameter {echo(self.name)} must be {self.describe()}; got {echo(value)}"
+        try:
+            value = self._typed(value, f"{want} ({_json_type(value)})")
+            out_of_range = (self.min is not None and value < self.min) or (
+                self.max is not None and value > self.max
+            )
+            off_step = bool(self.step and value % self.step)
+        except (OverflowError, ValueError, TypeError) as exc:  # e.g. an int too big for a float
+            if isinstance(exc, ParamError):
+                raise
+            raise ParamError(want) from None
+        if out_of_range or off_step:
             raise ParamError(want)
         if self.choices is not None and value not in self.choices:
             raise ParamError(want)
@@ -131,12 +138,12 @@ class Param:
             if isinstance(exc, ParamError):
                 raise
             raise ParamError(
-                f"parameter {self.name!r} must be {self.describe()}; got {text!r}"
+                f"parameter {self.name!r} must be {self.describe()}; got {echo(text)}"
             ) from exc
         if self.type == "bool":
             lowered = text.strip().lower()
             if lowered not in ("true", "false", "1", "0", "yes", "no"):
-                raise ParamError(f"parameter {self.name!r} must be true or false; got {text!r}")
+                raise ParamError(f"parameter {self.name!r} must be true or false; got {echo(text)}")
             return self.check(lowered in ("true", "1", "yes"))
         return self.check(text)
 

@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from worker.bounded import echo
 from worker.errors import ConfigError, ErrorType, JobFailed
 from worker.pipeline_params import Param, ParamError, parse_param
 
@@ -125,7 +126,7 @@ class PipelineCatalog:
         if pipeline is None:
             available = ", ".join(self._pipelines) or "(none installed)"
             raise JobFailed(
-                ErrorType.INVALID_JOB, f"unknown pipeline {name!r}; available: {available}"
+                ErrorType.INVALID_JOB, f"unknown pipeline {echo(name)}; available: {available}"
             )
         return pipeline
 
@@ -140,9 +141,10 @@ class PipelineCatalog:
                 f"'params' of pipeline {name!r} must be an object; parameters: "
                 + pipeline.allowed(),
             )
-        problems = [
-            f"unknown parameter {key!r}" for key in sorted(params) if key not in pipeline.params
-        ]
+        unknown = [key for key in sorted(params) if key not in pipeline.params]
+        problems = [f"unknown parameter {echo(key)}" for key in unknown[:10]]
+        if len(unknown) > 10:
+            problems.append(f"and {len(unknown) - 10} more unknown parameters")
         resolved: dict[str, Any] = {}
         for pname, param in pipeline.params.items():
             try:

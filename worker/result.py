@@ -8,12 +8,12 @@ warnings, finished_at``. Event attributes:
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Literal
 
+from worker import jsonsafe
 from worker.config import Identity
 from worker.errors import JobFailed
 from worker.job import StoredOutput
@@ -21,6 +21,15 @@ from worker.storage import uri as gsuri
 
 RESULT_NAME = "result.json"
 VERSION = 1
+# result.json and the completion event carry the same bytes: far under Pub/Sub's 10 MB message
+# limit, whatever a job sent (echoed values are cut, metadata is at most MAX_METADATA_BYTES).
+MAX_RESULT_BYTES = 1024 * 1024
+
+
+class ResultTooLarge(Exception):
+    """The document is over ``MAX_RESULT_BYTES`` even trimmed: its outputs list alone is."""
+
+
 Status = Literal["succeeded", "failed"]
 
 
@@ -101,7 +110,35 @@ def build(
 
 
 def encode(doc: Mapping[str, Any]) -> bytes:
-    return json.dumps(doc, indent=2, sort_keys=False).encode()
+    """Strict UTF-8 JSON of at most ``MAX_RESULT_BYTES``.
+
+    A document over the cap loses what it can spare, in this order, each with a note in
+    ``truncated``: error details, per-node timings, the echoed metadata, the indentation.
+    Raises ``ResultTooLarge`` when the outputs list alone is over the cap.
+    """
+    data = jsonsafe.dumps(doc, indent=2)
+    if len(data) <= MAX_RESULT_BYTES:
+        return data
+    trimmed = dict(doc)
+    notes: list[str] = []
+    if isinstance(trimmed.get("error"), Mapping) and "details" in trimmed["error"]:
+        trimmed["error"] = {k: v for k, v in trimmed["error"].items() if k != "details"}
+        notes.append("error.details")
+    if isinstance(trimmed.get("timings"), Mapping) and "nodes" in trimmed["timings"]:
+        trimmed["timings"] = {k: v for k, v in trimmed["timings"].items() if k != "nodes"}
+        notes.append("timings.nodes")
+    if trimmed.get("metadata"):
+        trimmed["metadata"] = {}
+        notes.append("metadata")
+    trimmed["truncated"] = notes
+    for indent in (2, None):
+        data = jsonsafe.dumps(trimmed, indent=indent)
+        if len(data) <= MAX_RESULT_BYTES:
+            return data
+    raise ResultTooLarge(
+        f"the result document is {len(data)} bytes with "
+        f"{len(trimmed.get('outputs') or [])} outputs; the limit is {MAX_RESULT_BYTES}"
+    )
 
 
 def attributes(doc: Mapping[str, Any]) -> dict[str, str]:

@@ -1,20 +1,34 @@
-"""The one place that decides what happens to a message, from the failure class of its outcome.
+"""What happens to a message, from the failure class of its outcome.
 
 ``decide`` is pure: it maps an outcome (``None`` for success, or the exception that ended the job)
-to a ``Decision``. The runner applies decisions and nothing else in the worker acks or nacks.
+to a ``Decision``; ``final`` turns a transient fault on the last delivery attempt into a
+``retries_exhausted`` failure. The runner's control loop alone calls them and hands the ack or
+nack to the ``Settler``, whose thread is the only caller of ``JobSource.ack`` and ``nack`` (the
+calls are RPCs: they must not hold up the loop that watches stop requests and deadlines).
 """
 
 from __future__ import annotations
 
 import logging
+import queue
 import threading
 import time
 from dataclasses import dataclass
 from enum import Enum
 
 from worker import logs
-from worker.errors import JobFailed, ServiceUnavailable, Stopped, Transient, WorkerBroken
+from worker.bounded import safe_str
+from worker.errors import (
+    ErrorType,
+    JobFailed,
+    ServiceUnavailable,
+    Stopped,
+    Transient,
+    WorkerBroken,
+)
+from worker.eventtypes import Post, start_thread
 from worker.job import Delivery
+from worker.prepare import Prepared
 from worker.sources.base import JobSource
 from worker.tracing import NO_TRACER, Tracer
 
@@ -49,7 +63,8 @@ def decide(outcome: BaseException | None) -> Decision:
         return Decision(Action.ACK, record_result=True, halt=Halt.NO)
     if isinstance(outcome, JobFailed):
         # The job is wrong (or failed for good): retrying would burn GPU time for nothing.
-        return Decision(Action.ACK, record_result=True, halt=Halt.NO)
+        halt = Halt.BROKEN if outcome.halts_worker else Halt.NO
+        return Decision(Action.ACK, record_result=True, halt=halt)
     if isinstance(outcome, Stopped):
         return Decision(Action.NACK, record_result=False, halt=Halt.STOP)
     if isinstance(outcome, Transient):
@@ -63,6 +78,19 @@ def decide(outcome: BaseException | None) -> Decision:
     # failure the user can't act on; give the message back and let a fresh instance take it
     # (a message that breaks every worker ends on the dead-letter topic after N attempts).
     return Decision(Action.NACK, record_result=False, halt=Halt.BROKEN)
+
+
+def final(outcome: BaseException | None, delivery: Delivery) -> BaseException | None:
+    """On the last delivery attempt a transient fault fails the job for good
+    (``retries_exhausted``), so that the dead-letter topic never holds a job its sender can't
+    see. Other outcomes are unchanged."""
+    if not isinstance(outcome, Transient) or not delivery.final_attempt:
+        return outcome
+    return JobFailed(
+        ErrorType.RETRIES_EXHAUSTED,
+        f"a transient fault outlasted all {delivery.delivery_attempt} delivery attempts "
+        f"(MAX_DELIVERY_ATTEMPTS); the last one: {safe_str(outcome, 1000)}",
+    )
 
 
 class Health:
@@ -94,26 +122,53 @@ class Health:
 
 
 class Settler:
-    """Applies decisions to messages: the only caller of ``JobSource.ack`` and ``nack``."""
+    """Applies the control loop's decisions on its own thread: the only caller of
+    ``JobSource.ack`` and ``nack``. Also removes the job's working directory afterwards."""
 
-    def __init__(self, source: JobSource, health: Health, tracer: Tracer = NO_TRACER) -> None:
+    def __init__(self, source: JobSource, post: Post, tracer: Tracer = NO_TRACER) -> None:
         self._source = source
-        self._health = health
+        self._post = post
         self._tracer = tracer
+        self._queue: queue.SimpleQueue[tuple[Prepared, Decision, BaseException | None] | None] = (
+            queue.SimpleQueue()
+        )
+        self._thread: threading.Thread | None = None
 
-    def settle(
-        self,
-        delivery: Delivery,
-        decision: Decision,
-        job_id: str,
-        reason: BaseException | None = None,
+    def start(self) -> None:
+        self._thread = start_thread("settler", self._run, self._post)
+
+    def submit(self, prepared: Prepared, decision: Decision, reason: BaseException | None) -> None:
+        self._queue.put((prepared, decision, reason))
+
+    def close(self, timeout_s: float) -> bool:
+        """Apply what is queued within ``timeout_s``; True when all of it was."""
+        self._queue.put(None)
+        if self._thread is None:
+            return True
+        self._thread.join(max(0.0, timeout_s))
+        return not self._thread.is_alive()
+
+    def _run(self) -> None:
+        while (item := self._queue.get()) is not None:
+            prepared, decision, reason = item
+            try:
+                self._apply(prepared.delivery, decision, prepared.ctx.job_id, reason)
+            finally:
+                prepared.cleanup()
+
+    @staticmethod
+    def _source_call(source: JobSource, decision: Decision, delivery: Delivery) -> None:
+        if decision.action is Action.ACK:
+            source.ack(delivery)
+        else:
+            source.nack(delivery)
+
+    def _apply(
+        self, delivery: Delivery, decision: Decision, job_id: str, reason: BaseException | None
     ) -> None:
         started = time.monotonic()
         try:
-            if decision.action is Action.ACK:
-                self._source.ack(delivery)
-            else:
-                self._source.nack(delivery)
+            self._source_call(self._source, decision, delivery)
         except Exception as exc:
             # A lost ack means a redelivery, which finds result.json and only re-publishes;
             # a lost nack means redelivery when the lease lapses. Neither loses the job.
@@ -122,7 +177,8 @@ class Settler:
                 f"{decision.action.value} failed",
                 logging.WARNING,
                 job_id=job_id,
-                error=f"{type(exc).__name__}: {exc}",
+                error=f"{type(exc).__name__}: {safe_str(exc, 500)}",
+                elapsed_s=round(time.monotonic() - started, 3),
             )
         self._tracer.settled(delivery, decision.action.value, started)
         if decision.action is Action.NACK:
@@ -132,7 +188,6 @@ class Settler:
                 logging.WARNING if decision.halt is Halt.NO else logging.INFO,
                 job_id=job_id,
                 halt=decision.halt.value,
-                reason=f"{type(reason).__name__}: {reason}" if reason else None,
+                reason=f"{type(reason).__name__}: {safe_str(reason, 1000)}" if reason else None,
                 delivery_attempt=delivery.delivery_attempt,
             )
-        self._health.record(decision)

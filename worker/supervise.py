@@ -1,22 +1,20 @@
-"""One executor run on its own thread, watched for stop requests, the job timeout and the budget.
+"""The running job's limits: when to interrupt it, when to give up on it, and what its end means.
 
-The executor runs on a daemon thread so the control loop stays free to notice a SIGTERM. When a
-limit is hit it calls ``Executor.interrupt()`` and gives the run a grace period to end; a run that
-ignores the interrupt means the executor is broken. ``Interrupted`` is turned into what it means:
-``Stopped`` for a stop request or the task budget, a ``timeout`` ``JobFailed`` for the job timeout.
+Pure logic for the control loop, which owns the clock: ``deadline`` says when it must look
+again, ``check`` what to do at that moment. A stop request or the end of the task budget
+interrupts the run and leaves ``stop_grace_s`` for it to end (then it is handed back); the job
+timeout interrupts it and leaves ``timeout_grace_s``. A run that outlives its grace has an
+executor that ignores interrupts: after a stop that is ``WorkerBroken`` (nack, exit non-zero);
+after the timeout the job gets its ``timeout`` result before the process is replaced, so that it
+does not come back five times to hold the GPU for ``JOB_TIMEOUT_S`` each.
 """
 
 from __future__ import annotations
 
-import threading
-import time
 from dataclasses import dataclass
+from enum import Enum
 
 from worker.errors import ErrorType, Interrupted, JobFailed, Stopped, WorkerBroken
-from worker.executor.base import ExecRequest, ExecResult, Executor
-from worker.tasks import Task
-
-POLL_S = 0.05  # how often a waiting loop looks at its stop flag
 
 
 @dataclass(frozen=True)
@@ -27,58 +25,64 @@ class Limits:
     timeout_grace_s: float = 30.0  # after an interrupt for the job timeout
 
 
-@dataclass(frozen=True)
-class Outcome:
-    error: BaseException | None  # None: succeeded
-    result: ExecResult | None
-    seconds: float
+class Act(Enum):
+    NOTHING = "nothing"
+    INTERRUPT = "interrupt"
+    GIVE_UP = "give_up"
 
 
-class Execution:
-    def __init__(
-        self, executor: Executor, request: ExecRequest, limits: Limits, stop: threading.Event
-    ) -> None:
-        self._executor = executor
-        self._limits = limits
-        self._stop = stop
-        self._task = Task(lambda: executor.execute(request), "executor")
+@dataclass
+class Watch:
+    limits: Limits
+    started_at: float | None = None  # set when the executor starts (after the attempt record)
+    why: str | None = None  # "stop" or "timeout", once interrupted
+    interrupted_at: float = 0.0
 
-    def wait(self) -> Outcome:
-        """Block until the run ends (or is given up on); never raises."""
-        error, result = self._watch()
-        finished = self._task.finished_at or time.monotonic()
-        return Outcome(error, result, finished - self._task.started_at)
+    def deadline(self, stopping: bool) -> float | None:
+        """The next moment ``check`` may have something to do (None: only events matter)."""
+        if self.why is not None:
+            grace = self.limits.stop_grace_s if self.why == "stop" else self.limits.timeout_grace_s
+            return self.interrupted_at + grace
+        if stopping:
+            return 0.0
+        if self.started_at is None:
+            return None
+        return min(self.started_at + self.limits.job_timeout_s, self.limits.stop_at)
 
-    def _watch(self) -> tuple[BaseException | None, ExecResult | None]:
-        limits = self._limits
-        deadline = self._task.started_at + limits.job_timeout_s
-        why: str | None = None
-        interrupted_at = 0.0
-        while not self._task.wait(POLL_S):
-            now = time.monotonic()
-            if why is None:
-                if self._stop.is_set() or now >= limits.stop_at:
-                    why = "stop"
-                elif now >= deadline:
-                    why = "timeout"
-                if why is not None:
-                    interrupted_at = now
-                    self._executor.interrupt()
-            else:
-                grace = limits.stop_grace_s if why == "stop" else limits.timeout_grace_s
-                if now - interrupted_at > grace:
-                    return WorkerBroken(
-                        f"the executor did not stop within {grace:.0f} s of an interrupt"
-                    ), None
-        try:
-            return None, self._task.result()
-        except Interrupted:
-            if why == "timeout":
-                return JobFailed(
-                    ErrorType.TIMEOUT,
-                    f"the job ran longer than JOB_TIMEOUT_S={limits.job_timeout_s:.0f} s and "
-                    "was interrupted",
-                ), None
-            return Stopped("interrupted by a stop request"), None
-        except Exception as exc:
-            return exc, None
+    def check(self, now: float, stopping: bool) -> Act:
+        if self.why is not None:
+            deadline = self.deadline(stopping)
+            return Act.GIVE_UP if deadline is not None and now >= deadline else Act.NOTHING
+        if stopping or now >= self.limits.stop_at:
+            self.why = "stop"
+        elif self.started_at is not None and now >= self.started_at + self.limits.job_timeout_s:
+            self.why = "timeout"
+        else:
+            return Act.NOTHING
+        self.interrupted_at = now
+        return Act.INTERRUPT
+
+    def outcome(self, error: BaseException | None) -> BaseException | None:
+        """What the run's end means: ``Interrupted`` becomes ``Stopped`` or ``timeout``."""
+        if not isinstance(error, Interrupted):
+            return error
+        if self.why == "timeout":
+            return JobFailed(ErrorType.TIMEOUT, self._timeout_message("was interrupted"))
+        return Stopped("interrupted by a stop request")
+
+    def given_up(self) -> BaseException:
+        if self.started_at is None:  # still writing its attempt record: it never ran
+            return Stopped("stopped before the job started")
+        if self.why == "timeout":
+            grace = self.limits.timeout_grace_s
+            return JobFailed(
+                ErrorType.TIMEOUT,
+                self._timeout_message(f"did not stop within {grace:.0f} s of its interrupt"),
+                halts_worker=True,
+            )
+        return WorkerBroken(
+            f"the executor did not stop within {self.limits.stop_grace_s:.0f} s of an interrupt"
+        )
+
+    def _timeout_message(self, what: str) -> str:
+        return f"the job ran longer than JOB_TIMEOUT_S={self.limits.job_timeout_s:.0f} s and {what}"

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-import json
 import re
 from collections.abc import Mapping
 from typing import Any
 
+from worker import jsonsafe
+from worker.bounded import echo
 from worker.config import Limits
 from worker.errors import ErrorType, JobFailed
 from worker.job import InputFile
@@ -16,6 +17,8 @@ _PREFIX_SEGMENT = re.compile(r"[A-Za-z0-9._=-]{1,128}")
 _NAME_SEGMENT = re.compile(r"[^/\\\x00-\x1f\x7f]{1,128}")
 MAX_NAME_CHARS = 255
 MAX_NAME_DEPTH = 8
+MAX_SEGMENT_BYTES = 255  # a file name's limit on Linux (NAME_MAX), in UTF-8 bytes
+MAX_OBJECT_NAME_BYTES = 1024  # GCS's limit on an object name
 
 
 def _invalid(message: str) -> JobFailed:
@@ -40,12 +43,12 @@ def check_prefix(prefix: Any, max_chars: int) -> str:
                 break
             if not _PREFIX_SEGMENT.fullmatch(segment):
                 problem = (
-                    f"has the segment {segment!r}: use 1-128 characters from "
+                    f"has the segment {echo(segment)}: use 1-128 characters from "
                     "A-Z a-z 0-9 . _ = - per segment, separated by /"
                 )
                 break
     if problem:
-        raise _invalid(f'"output.prefix" {prefix!r} {problem}')
+        raise _invalid(f'"output.prefix" {echo(prefix)} {problem}')
     return prefix.rstrip("/")
 
 
@@ -59,12 +62,14 @@ def check_name(name: Any, where: str) -> str:
         or len(segments) > MAX_NAME_DEPTH
         or name.startswith("/")
         or any(s in (".", "..") or not _NAME_SEGMENT.fullmatch(s) for s in segments)
+        or any(len(s.encode("utf-8", "surrogatepass")) > MAX_SEGMENT_BYTES for s in segments)
     )
     if bad:
         raise _invalid(
-            f"{where}.name {name!r} is not a safe relative file name: no leading /, no . or .. "
-            f"segments, no backslashes or control characters, at most {MAX_NAME_DEPTH} levels "
-            f"and {MAX_NAME_CHARS} characters"
+            f"{where}.name {echo(name)} is not a safe relative file name: no leading /, no . or "
+            f".. segments, no backslashes or control characters, at most {MAX_NAME_DEPTH} levels "
+            f"and {MAX_NAME_CHARS} characters, each level at most {MAX_SEGMENT_BYTES} bytes "
+            "in UTF-8"
         )
     return name
 
@@ -85,7 +90,7 @@ def check_inputs(raw: Any, limits: Limits, output_bucket: str) -> tuple[InputFil
             )
         name = check_name(item["name"], where)
         if name in seen:
-            raise _invalid(f"{where}.name {name!r} appears twice")
+            raise _invalid(f"{where}.name {echo(name)} appears twice")
         seen.add(name)
         if "uri" in item:
             files.append(InputFile(name, uri=_check_uri(item["uri"], where, limits, output_bucket)))
@@ -93,16 +98,39 @@ def check_inputs(raw: Any, limits: Limits, output_bucket: str) -> tuple[InputFil
             files.append(InputFile(name, data=item["data"]))
         else:
             raise _invalid(f"{where}.data must be base64 text")
+    _check_folders(files)
     return tuple(files)
+
+
+def _check_folders(files: list[InputFile]) -> None:
+    """No name may be a folder of another (``a`` and ``a/b``): one of them could not be made."""
+    names = {f.name for f in files}
+    for f in files:
+        parts = f.name.split("/")
+        for depth in range(1, len(parts)):
+            folder = "/".join(parts[:depth])
+            if folder in names:
+                raise _invalid(
+                    f"input names {echo(folder)} and {echo(f.name)} clash: the first is a file "
+                    "and the second needs it to be a folder; rename one of them"
+                )
 
 
 def _check_uri(uri: Any, where: str, limits: Limits, output_bucket: str) -> str:
     if not isinstance(uri, str):
         raise _invalid(f"{where}.uri must be a gs:// URI string")
     try:
-        bucket, _key = gsuri.split(uri)
-    except ValueError as exc:
-        raise _invalid(f"{where}.uri: {exc}; use gs://bucket/path/to/file") from exc
+        bucket, key = gsuri.split(uri)
+    except ValueError:
+        raise _invalid(
+            f"{where}.uri {echo(uri)} is not gs://bucket/path/to/file (a bucket name of "
+            "3-222 lower-case characters, and an object name)"
+        ) from None
+    if len(key.encode("utf-8")) > MAX_OBJECT_NAME_BYTES or "\n" in key or "\r" in key:
+        raise _invalid(
+            f"{where}.uri {echo(uri)} is not a valid GCS object name (at most "
+            f"{MAX_OBJECT_NAME_BYTES} bytes, no line breaks)"
+        )
     allowed = limits.allowed_input_buckets or (output_bucket,)
     if "*" not in allowed and bucket not in allowed:
         raise _invalid(
@@ -115,7 +143,7 @@ def _check_uri(uri: Any, where: str, limits: Limits, output_bucket: str) -> str:
 def check_metadata(raw: Any, max_bytes: int) -> Mapping[str, Any]:
     if not isinstance(raw, dict):
         raise _invalid('"metadata" must be a JSON object')
-    size = len(json.dumps(raw).encode())
+    size = len(jsonsafe.dumps(raw))
     if size > max_bytes:
         raise _invalid(f'"metadata" is {size} bytes; the limit is {max_bytes} (MAX_METADATA_BYTES)')
     return raw
@@ -140,6 +168,6 @@ def check_workflow(raw: Any) -> dict[str, Any]:
             or not isinstance(node.get("inputs", {}), dict)
         ):
             raise _invalid(
-                f'workflow node {node_id!r} must be {{"class_type": "...", "inputs": {{...}}}}'
+                f'workflow node {echo(node_id)} must be {{"class_type": "...", "inputs": {{...}}}}'
             )
     return raw

@@ -158,37 +158,63 @@ def test_node_errors_fail_the_job_even_when_another_output_was_valid() -> None:
     assert err is not None and err.error_type is ErrorType.INVALID_WORKFLOW
 
 
-def test_execution_errors_map_to_failure_classes() -> None:
+def broken_device() -> str:
+    return "RuntimeError: CUDA error: an illegal memory access was encountered"
+
+
+def test_execution_errors_map_to_failure_classes_by_type_and_device_state() -> None:
     base = {"node_id": "3", "node_type": "KSampler", "traceback": ["a", "b"]}
     plain = failures.error_for(
         base | {"exception_type": "ValueError", "exception_message": "bad shape\n\nTIPS: ..."}
     )
     assert isinstance(plain, JobFailed) and plain.error_type is ErrorType.EXECUTION_ERROR
     assert plain.message == "node 3 (KSampler) raised ValueError: bad shape"
-    oom = failures.error_for(
-        base
-        | {
-            "exception_type": "torch.OutOfMemoryError",
-            "exception_message": "CUDA out of memory. Tried...",
-        }
+    for oom_type in ("torch.OutOfMemoryError", "torch.cuda.OutOfMemoryError", "MemoryError"):
+        oom = failures.error_for(base | {"exception_type": oom_type, "exception_message": "x"})
+        assert isinstance(oom, JobFailed) and oom.error_type is ErrorType.OOM
+    for suspect in ("RuntimeError", "torch.AcceleratorError"):
+        error = base | {"exception_type": suspect, "exception_message": "anything"}
+        # The device still works: the job's own fault (torch 2.7 raises shape errors as
+        # RuntimeError too). The probe fails: the CUDA context is gone, the worker is broken.
+        assert isinstance(failures.error_for(error), JobFailed)
+        assert isinstance(failures.error_for(error, broken_device), WorkerBroken)
+    # Only exception types a broken context raises make the worker probe at all.
+    probed: list[str] = []
+
+    def probe() -> None:
+        probed.append("x")
+
+    failures.error_for(base | {"exception_type": "KeyError", "exception_message": ""}, probe)
+    assert probed == []
+
+
+JOB_CHOSEN_TEXT = [
+    "CUDA error: an illegal memory access was encountered",
+    "CUDA out of memory. Tried to allocate 2.00 GiB",
+    "cuDNN error: CUDNN_STATUS_INTERNAL_ERROR",
+    "cudnn_status_not_supported",
+    "CUBLAS_STATUS_EXECUTION_FAILED device-side assert triggered",
+    "out of memory",
+]
+
+
+@pytest.mark.parametrize("text", JOB_CHOSEN_TEXT)
+def test_text_a_job_controls_never_selects_a_class(text: str) -> None:
+    # A job picks its input names, file names and values; ComfyUI quotes them in messages.
+    error = failures.error_for(
+        {
+            "node_id": text,
+            "node_type": "LoadImage",
+            "exception_type": "FileNotFoundError",
+            "exception_message": f"[Errno 2] No such file or directory: '{text}.png'",
+        },
+        broken_device,
     )
-    assert isinstance(oom, JobFailed) and oom.error_type is ErrorType.OOM
-    cuda = failures.error_for(
-        base
-        | {
-            "exception_type": "RuntimeError",
-            "exception_message": "CUDA error: an illegal memory access",
-        }
+    assert isinstance(error, JobFailed) and error.error_type is ErrorType.EXECUTION_ERROR
+    runtime = failures.error_for(
+        {"node_id": "9", "exception_type": "RuntimeError", "exception_message": text}
     )
-    assert isinstance(cuda, WorkerBroken)
-    accel = failures.error_for(
-        base
-        | {
-            "exception_type": "torch.AcceleratorError",
-            "exception_message": "device-side assert triggered",
-        }
-    )
-    assert isinstance(accel, WorkerBroken)
+    assert isinstance(runtime, JobFailed) and runtime.error_type is ErrorType.EXECUTION_ERROR
 
 
 def test_run_end_reads_the_last_terminal_status() -> None:

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
+from worker.errors import ErrorType, JobFailed
 from worker.executor.base import Progress
 from worker.executor.comfy import outputs
 from worker.executor.comfy.progress import RunMonitor
@@ -52,10 +55,29 @@ def test_collect_moves_reported_and_unreported_files_and_writes_text(tmp_path: P
     assert not any(comfy_out.rglob("*.png"))  # moved, not copied
 
 
-def test_a_cached_result_naming_an_absent_file_yields_nothing(tmp_path: Path) -> None:
+def test_a_reported_file_that_is_missing_fails_the_job(tmp_path: Path) -> None:
     (tmp_path / "c").mkdir()
     history = {"9": {"images": [{"filename": "gone.png", "subfolder": "", "type": "output"}]}}
-    assert outputs.collect(history, tmp_path / "c", tmp_path / "j") == []
+    with pytest.raises(JobFailed) as failed:
+        outputs.collect(history, tmp_path / "c", tmp_path / "j")
+    assert failed.value.error_type is ErrorType.EXECUTION_ERROR and failed.value.node_id == "9"
+    assert "did not write" in failed.value.message
+    # A node that was cached in this run did not run for this job: what it names is not ours.
+    assert outputs.collect(history, tmp_path / "c", tmp_path / "j", cached=["9"]) == []
+
+
+def test_links_are_never_followed_out_of_the_output_folder(tmp_path: Path) -> None:
+    comfy_out, secret = tmp_path / "c", tmp_path / "secret.txt"
+    (comfy_out / "sub").mkdir(parents=True)
+    secret.write_text("do not upload")
+    (comfy_out / "leak.txt").symlink_to(secret)
+    (comfy_out / "linked-dir").symlink_to(tmp_path, target_is_directory=True)
+    (comfy_out / "sub" / "real.png").write_bytes(b"png")
+    produced = outputs.collect({}, comfy_out, tmp_path / "j")
+    assert [p.name for p in produced] == ["sub/real.png"]
+    history = {"9": {"images": [{"filename": "leak.txt", "subfolder": "", "type": "output"}]}}
+    with pytest.raises(JobFailed, match="not a regular file"):
+        outputs.collect(history, comfy_out, tmp_path / "j2")
 
 
 def test_node_ids_with_odd_characters_get_safe_text_names(tmp_path: Path) -> None:

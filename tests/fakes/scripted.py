@@ -10,12 +10,16 @@ tests.fakes.scripted:build``) without any test-only configuration:
 - ``fail``: ``"transient"``, ``"broken"``, ``"crash"`` (an unclassified exception) or an
   ``ErrorType`` value such as ``"execution_error"`` (a JobFailed);
 - ``record``: a file path; one line ``<job_id>`` is appended per execution (counts runs across
-  processes).
+  processes);
+- ``crash``: ``"exit"`` (``os._exit``) or ``"segv"`` (SIGSEGV), or a list of them taken in turn
+  by successive runs (needs ``record``): the run kills its own process, as a crashing custom
+  node or an OOM kill would; no handler can see it.
 """
 
 from __future__ import annotations
 
 import os
+import signal
 import threading
 import time
 from pathlib import Path
@@ -61,6 +65,7 @@ class ScriptedExecutor:
         if script.get("record"):
             with open(script["record"], "a") as f:
                 f.write(request.job_id + "\n")
+        _crash(script, request.job_id)
         self._sleep(float(script.get("sleep_s", 0)), bool(script.get("ignore_interrupt")), request)
         fail = script.get("fail")
         if fail:
@@ -81,6 +86,23 @@ class ScriptedExecutor:
                 raise Interrupted("scripted: interrupted")
             if request.progress is not None:
                 request.progress(Progress(request.job_id, "1", seconds - max(left, 0), seconds))
+
+
+def _crash(script: dict[str, Any], job_id: str) -> None:
+    kinds = script.get("crash") or []
+    kinds = kinds if isinstance(kinds, list) else [kinds]
+    if not kinds:
+        return
+    runs = 1
+    if script.get("record"):
+        runs = Path(script["record"]).read_text().split().count(job_id)
+    kind = kinds[(runs - 1) % len(kinds)]
+    if kind == "exit":
+        os._exit(3)
+    if kind == "segv":
+        os.kill(os.getpid(), signal.SIGSEGV)
+        while True:  # a real fault stops the thread at once; kill() may return first
+            time.sleep(1)
 
 
 def _script(request: ExecRequest) -> dict[str, Any]:

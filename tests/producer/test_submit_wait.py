@@ -72,9 +72,10 @@ def test_wait_succeeds_prints_outputs_and_downloads_them(
         job_id, status, *uris = outcome.split()
         assert status == "succeeded"
         folder = f"gs://{cloud.bucket}/results/{job_id}"
-        assert sorted(uris) == [f"{folder}/a.txt", f"{folder}/sub/b.png"]
+        # Output names are one path segment: sub/b.png is stored as sub__b.png.
+        assert sorted(uris) == [f"{folder}/a.txt", f"{folder}/sub__b.png"]
         assert (tmp_path / "out" / job_id / "a.txt").read_text() == "hello"
-        assert (tmp_path / "out" / job_id / "sub" / "b.png").stat().st_size == 300
+        assert (tmp_path / "out" / job_id / "sub__b.png").stat().st_size == 300
     assert "3/3 finished" in done.stderr
     assert _submit_subscriptions(cloud) == []  # cleaned up
 

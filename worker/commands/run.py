@@ -13,7 +13,7 @@ import time
 from types import FrameType
 from typing import Any, cast
 
-from worker import profiler, tracing
+from worker import profiler, tracing, workdir
 from worker.config import Settings
 from worker.errors import ConfigError
 from worker.events.pubsub import PubSubPublisher
@@ -91,6 +91,7 @@ def build_source(settings: Settings, store: ObjectStore, manifest: str | None) -
         extension_s=t.lease_extension_s,
         max_lease_s=max_lease_s,
         budget_s=t.service_retry_s,
+        max_delivery_attempts=settings.max_delivery_attempts,
     )
 
 
@@ -99,6 +100,17 @@ def main(args: argparse.Namespace, settings: Settings) -> ExitCode:
     manifest = args.manifest or settings.manifest_uri
     settings.require("OUTPUT_URI", "RESULTS_TOPIC", *(() if manifest else ("JOBS_SUBSCRIPTION",)))
     assert settings.results_topic is not None and settings.output_uri is not None
+    slot = workdir.claim(settings.work_dir)  # this process's own folder, held until it exits
+    try:
+        return _run(args, settings.in_slot(slot.path), manifest, started)
+    finally:
+        slot.release()
+
+
+def _run(
+    args: argparse.Namespace, settings: Settings, manifest: str | None, started: float
+) -> ExitCode:
+    assert settings.results_topic is not None
     budget = settings.timeouts.service_retry_s
     profiler.start(settings.observability, settings.identity)
     tracer = tracing.build(settings.observability, settings.identity)
@@ -131,7 +143,8 @@ def main(args: argparse.Namespace, settings: Settings) -> ExitCode:
     signal.signal(signal.SIGINT, on_signal)
     reason = runner.run()
     tracer.close()
-    executor.close()
+    if runner.executor_free:  # a run that ignored its interrupt still holds it: leave it be
+        executor.close()
     for pub in (publisher, progress):
         if pub is not None:
             pub.close()

@@ -7,9 +7,12 @@ Implementations: ``worker.sources.pubsub`` (synchronous pull with a lease helper
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Protocol
 
 from worker.job import Delivery
+
+OnDeath = Callable[[str, BaseException | None], None]
 
 
 class JobSource(Protocol):
@@ -39,4 +42,9 @@ class JobSource(Protocol):
 
     def close(self) -> None:
         """Stop background helpers. Messages still held are nacked."""
+        ...
+
+    def watch(self, on_death: OnDeath) -> None:
+        """Call ``on_death(thread name, error)`` if a background helper of the source (the
+        lease thread) dies: the worker must not go on holding messages it no longer leases."""
         ...

@@ -23,17 +23,30 @@ log = logging.getLogger(__name__)
 Extend = Callable[[Sequence[str], int], None]
 
 
+OnDeath = Callable[[str, BaseException | None], None]
+
+
 class Leaser:
     def __init__(self, extend: Extend, extension_s: float, max_lease_s: float) -> None:
         self._extend = extend
+        self._on_death: OnDeath | None = None
+        self._dead: tuple[str, BaseException | None] | None = None
         self._extension_s = extension_s
         self._max_lease_s = max_lease_s
         self._held: dict[str, float] = {}  # ack id -> monotonic time it was received
         self._lock = threading.Lock()
         self._wake = threading.Event()
         self._stopped = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="leaser", daemon=True)
+        self._thread = threading.Thread(target=self._guarded, name="leaser", daemon=True)
         self._thread.start()
+
+    def watch(self, on_death: OnDeath) -> None:
+        """``on_death("leaser", error)`` when the thread ends other than by ``stop``."""
+        with self._lock:
+            self._on_death = on_death
+            dead = self._dead
+        if dead is not None:
+            on_death(*dead)
 
     def add(self, ack_id: str) -> None:
         """Hold ``ack_id`` and extend its deadline now (the subscription's may be short)."""
@@ -70,6 +83,26 @@ class Leaser:
                 max_lease_s=self._max_lease_s,
             )
         return due
+
+    def _guarded(self) -> None:
+        error: BaseException | None = None
+        try:
+            self._run()
+        except BaseException as exc:
+            error = exc
+        if self._stopped.is_set():
+            return
+        logs.event(
+            log,
+            "leaser died",
+            logging.ERROR,
+            error=f"{type(error).__name__}: {error}" if error else None,
+        )
+        with self._lock:
+            self._dead = ("leaser", error)
+            on_death = self._on_death
+        if on_death is not None:
+            on_death("leaser", error)
 
     def _run(self) -> None:
         # Extend at about a third of the deadline, jittered so that many tasks don't align.

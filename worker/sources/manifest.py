@@ -28,6 +28,7 @@ from worker import logs
 from worker.config import Settings
 from worker.errors import ConfigError, ServiceUnavailable
 from worker.job import Delivery
+from worker.sources.base import OnDeath
 from worker.storage.base import AccessDenied, ObjectStore, ObjectTooLarge
 
 log = logging.getLogger(__name__)
@@ -174,6 +175,9 @@ class ManifestSource:
             line=line.number,
             attempts=line.attempts,
         )
+
+    def watch(self, on_death: OnDeath) -> None:
+        """Nothing runs in the background here."""
 
     def close(self) -> None:
         with self._cond:

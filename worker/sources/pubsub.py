@@ -16,6 +16,7 @@ from google.api_core import exceptions as gexc
 from worker import logs, retry
 from worker.errors import ServiceUnavailable, Transient
 from worker.job import Delivery
+from worker.sources.base import OnDeath
 from worker.sources.lease import Leaser
 
 log = logging.getLogger(__name__)
@@ -34,10 +35,17 @@ class PubSubSource:
     finite = False
 
     def __init__(
-        self, subscription: str, *, extension_s: float, max_lease_s: float, budget_s: float
+        self,
+        subscription: str,
+        *,
+        extension_s: float,
+        max_lease_s: float,
+        budget_s: float,
+        max_delivery_attempts: int = 5,
     ) -> None:
         self._subscription = subscription
         self._budget_s = budget_s
+        self._max_attempts = max_delivery_attempts
         self._client = pubsub_v1.SubscriberClient()
         self._leaser = Leaser(self._extend, extension_s, max_lease_s)
 
@@ -73,16 +81,21 @@ class PubSubSource:
         received = response.received_messages[0]
         self._leaser.add(received.ack_id)
         message = received.message
+        # Only set when the subscription has a dead-letter policy; 0 means unknown.
+        attempt = received.delivery_attempt or None
         return Delivery(
             message_id=message.message_id,
             data=bytes(message.data),
             attributes=dict(message.attributes),
-            # Only set when the subscription has a dead-letter policy; 0 means unknown.
-            delivery_attempt=received.delivery_attempt or None,
+            delivery_attempt=attempt,
             handle=received.ack_id,
             source="pubsub",
             published_at=message.publish_time.timestamp() if message.publish_time else None,
+            final_attempt=attempt is not None and attempt >= self._max_attempts,
         )
+
+    def watch(self, on_death: OnDeath) -> None:
+        self._leaser.watch(on_death)
 
     def ack(self, delivery: Delivery) -> None:
         ack_id = str(delivery.handle)

@@ -27,7 +27,12 @@ class ObjectNotFound(Exception):
 
 
 class ObjectTooLarge(Exception):
-    """The object is bigger than the caller allowed."""
+    """The object is bigger than the caller allowed. ``head`` holds its first bytes when the
+    read that found out had them (``get_bytes``)."""
+
+    def __init__(self, message: str, head: bytes = b"") -> None:
+        super().__init__(message)
+        self.head = head
 
 
 class AccessDenied(Exception):
@@ -61,4 +66,8 @@ class ObjectStore(Protocol):
 
     def stat(self, uri: str) -> ObjectInfo | None:
         """Metadata of ``uri``, or ``None`` when absent."""
+        ...
+
+    def list(self, prefix: str, limit: int) -> list[str]:
+        """URIs of at most ``limit`` objects whose URI starts with ``prefix`` (``gs://b/k``)."""
         ...

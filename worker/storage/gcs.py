@@ -164,8 +164,19 @@ class GcsStore:
 
         data = self._call(f"GCS read {uri}", read)
         if data is not None and len(data) > max_bytes:
-            raise ObjectTooLarge(f"{uri} is larger than {max_bytes} bytes")
+            raise ObjectTooLarge(f"{uri} is larger than {max_bytes} bytes", head=data[:max_bytes])
         return data
+
+    def list(self, prefix: str, limit: int) -> list[str]:
+        bucket, _, key = prefix.removeprefix("gs://").partition("/")
+
+        def names() -> list[str]:
+            blobs = self._client().list_blobs(
+                bucket, prefix=key, max_results=limit, retry=None, timeout=REQUEST_TIMEOUT
+            )
+            return [f"gs://{bucket}/{blob.name}" for blob in blobs]
+
+        return self._call(f"GCS list {prefix}", names)
 
     def download(self, uri: str, dest: Path, max_bytes: int) -> int:
         info = self.stat(uri)

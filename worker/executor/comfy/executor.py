@@ -16,10 +16,11 @@ import time
 from typing import Any
 
 from worker import logs
+from worker.bounded import safe_str
 from worker.config import Settings
-from worker.errors import ConfigError, WorkerBroken, WorkerError
+from worker.errors import ConfigError, ErrorType, JobFailed, WorkerBroken, WorkerError
 from worker.executor.base import ExecRequest, ExecResult
-from worker.executor.comfy import gpu, run, warmup
+from worker.executor.comfy import failures, gpu, run, warmup
 from worker.executor.comfy.boot import Comfy, boot
 from worker.executor.comfy.failures import memory_recovered
 from worker.executor.comfy.progress import RunMonitor
@@ -69,6 +70,7 @@ class ComfyExecutor:
                 f"{type(exc).__name__}: {exc}"
             ) from exc
         self._install_progress_hook()
+        _limit_decoded_pixels(self._settings.limits.max_input_pixels)
         models_s = fetch.wait() if fetch is not None else 0.0
         self._comfy = comfy
         gc.collect()  # once after boot, so the first job doesn't pay for it
@@ -137,12 +139,28 @@ class ComfyExecutor:
             with self._state:
                 self._interrupt.clear()
                 self._monitor, self._running = monitor, True
+            guards = run.Guards(
+                self._settings.limits,
+                self._interrupt.is_set,
+                self._after_oom,
+                gpu.device_problem if comfy.cuda else failures.no_device,
+            )
             try:
-                return run.execute(comfy, request, monitor, self._interrupt.is_set, self._after_oom)
+                return run.execute(comfy, request, monitor, guards)
             except WorkerError:
                 raise
+            except MemoryError as exc:  # host memory, outside any node (ComfyUI catches those)
+                del exc  # the traceback holds frames and their memory
+                self._after_oom()
+                raise JobFailed(
+                    ErrorType.OOM,
+                    "the worker ran out of host memory running this job; try a smaller size "
+                    "or batch",
+                ) from None
             except Exception as exc:  # anything else is a bug or ComfyUI breaking
-                raise WorkerBroken(f"unexpected {type(exc).__name__} running a job: {exc}") from exc
+                raise WorkerBroken(
+                    f"unexpected {type(exc).__name__} running a job: {safe_str(exc, 1000)}"
+                ) from exc
             finally:
                 with self._state:
                     self._monitor, self._running = None, False
@@ -204,3 +222,17 @@ class ComfyExecutor:
     def comfy(self) -> Comfy | None:
         """The booted ComfyUI (tests and the benchmark look at its model manager)."""
         return self._comfy
+
+
+def _limit_decoded_pixels(max_pixels: int) -> None:
+    """PIL's decompression-bomb guard at MAX_INPUT_PIXELS, an error rather than a warning.
+
+    PIL only warns between its limit and twice that (90-180 Mpx by default), and an image
+    decoded by a node from anywhere (a URL, another node's file) is not checked at staging.
+    """
+    import warnings
+
+    from PIL import Image
+
+    Image.MAX_IMAGE_PIXELS = max_pixels
+    warnings.simplefilter("error", Image.DecompressionBombWarning)

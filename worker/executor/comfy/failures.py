@@ -8,31 +8,39 @@ every node exception itself, so the class of failure has to be read from these f
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from enum import Enum
 from typing import Any
 
+from worker.bounded import clip
 from worker.errors import ErrorType, Interrupted, JobFailed, WorkerBroken
 
 MiB = 1024 * 1024
 TRACEBACK_FRAMES = 6  # the frames kept in an error's details (the node's own code is last)
 
-# Errors after which the CUDA context is unusable: every later kernel launch fails too.
-_CUDA_FATAL = (
-    "cuda error",
-    "cublas_status",
-    "cudnn_status",
-    "cudnn error",
-    "device-side assert",
-    "illegal memory access",
-    "cuda driver",
-    "nccl error",
-    "unspecified launch failure",
-    "misaligned address",
-    "an illegal instruction",
+# The class is chosen from ``exception_type`` (a class path: code decides it, a job can't) and
+# from the device's state, never from message text: a job picks its input names, ids and values,
+# and ComfyUI quotes them in its messages.
+_OOM_TYPES = frozenset({"torch.OutOfMemoryError", "torch.cuda.OutOfMemoryError", "MemoryError"})
+# What a broken CUDA context raises: torch >= 2.8 has ``AcceleratorError``; torch 2.7 (the
+# image's) raises plain ``RuntimeError``, the same type as a shape mismatch. Whether the context
+# is really broken is decided by probing the device after the run.
+_DEVICE_SUSPECTS = frozenset(
+    {
+        "torch.AcceleratorError",
+        "RuntimeError",
+        "torch.cuda.CudaError",
+        "torch.cuda.DeferredCudaCallError",
+    }
 )
-_OOM_TYPES = ("torch.OutOfMemoryError", "torch.cuda.OutOfMemoryError", "MemoryError")
+
+DeviceProbe = Callable[[], str | None]  # None when the device still works; else what failed
+
+
+def no_device() -> str | None:
+    """The probe on CPU: there is no device context to break."""
+    return None
 
 
 class Ending(Enum):
@@ -56,42 +64,33 @@ def run_end(status_messages: Sequence[tuple[str, Mapping[str, Any]]]) -> RunEnd:
     raise WorkerBroken("ComfyUI ended a run without a success, error or interrupt status")
 
 
-def is_oom(exception_type: str, message: str) -> bool:
-    text = message.lower()
-    return (
-        exception_type in _OOM_TYPES
-        or "out of memory" in text
-        or "cuda_error_out_of_memory" in text
-    )
+def is_oom(exception_type: str) -> bool:
+    return exception_type in _OOM_TYPES
 
 
-def is_cuda_fatal(exception_type: str, message: str) -> bool:
-    if is_oom(exception_type, message):
-        return False
-    text = message.lower()
-    return exception_type == "torch.AcceleratorError" or any(s in text for s in _CUDA_FATAL)
+def is_device_suspect(exception_type: str) -> bool:
+    return exception_type in _DEVICE_SUSPECTS
 
 
-def error_for(data: Mapping[str, Any]) -> JobFailed | WorkerBroken:
-    """The exception for an ``execution_error`` status: the job's fault unless CUDA broke.
+def error_for(data: Mapping[str, Any], probe: DeviceProbe = no_device) -> JobFailed | WorkerBroken:
+    """The exception for an ``execution_error`` status: the job's fault unless the device broke.
 
     An OOM is returned as ``JobFailed(oom)``; the executor frees memory and upgrades it to
-    ``WorkerBroken`` when the memory does not come back (``memory_recovered``).
+    ``WorkerBroken`` when the memory does not come back (``memory_recovered``). An exception of
+    a type a broken CUDA context raises is ``WorkerBroken`` only if ``probe`` then fails.
     """
     node_id = str(data.get("node_id")) if data.get("node_id") is not None else None
-    node_type = str(data.get("node_type", "?"))
-    exc_type = str(data.get("exception_type", "Exception"))
+    node_type = clip(str(data.get("node_type", "?")), 200)
+    exc_type = clip(str(data.get("exception_type", "Exception")), 200)
     message = str(data.get("exception_message", "")).strip()
     # ComfyUI appends tips after a blank line; keep the first paragraph as the message.
-    headline = message.split("\n\n", 1)[0].strip() or exc_type
-    where = f"node {node_id} ({node_type})"
-    trace = [str(line) for line in (data.get("traceback") or [])][-TRACEBACK_FRAMES:]
+    headline = clip(message.split("\n\n", 1)[0].strip(), 1000) or exc_type
+    where = f"node {clip(str(node_id), 100)} ({node_type})"
+    trace = [clip(str(line), 1000) for line in (data.get("traceback") or [])][-TRACEBACK_FRAMES:]
     details: dict[str, Any] = {"exception_type": exc_type, "node_type": node_type}
     if trace:
         details["traceback"] = trace
-    if is_cuda_fatal(exc_type, message):
-        return WorkerBroken(f"CUDA failed in {where}: {exc_type}: {headline}")
-    if is_oom(exc_type, message):
+    if is_oom(exc_type):
         return JobFailed(
             ErrorType.OOM,
             f"out of memory in {where}: {headline}; try a smaller "
@@ -99,6 +98,12 @@ def error_for(data: Mapping[str, Any]) -> JobFailed | WorkerBroken:
             node_id=node_id,
             details=details,
         )
+    if is_device_suspect(exc_type):
+        problem = probe()
+        if problem is not None:
+            return WorkerBroken(
+                f"the GPU is unusable after {exc_type} in {where} (probe: {clip(problem, 300)})"
+            )
     return JobFailed(
         ErrorType.EXECUTION_ERROR,
         f"{where} raised {exc_type}: {headline}",

@@ -106,6 +106,24 @@ def memory_allocated() -> tuple[int, int]:
     )
 
 
+def device_problem() -> str | None:
+    """A tiny CUDA round trip after an error: ``None`` when the device still works.
+
+    After a device-side assert or an illegal memory access every later CUDA call fails, so a
+    small allocation, a kernel and a synchronisation tell a broken context from an error that
+    was the job's (a shape mismatch raises the same ``RuntimeError`` type in torch 2.7).
+    """
+    import torch
+
+    try:
+        torch.cuda.synchronize()
+        value = float((torch.ones(16, device="cuda") * 2).sum().item())
+        torch.cuda.synchronize()
+    except Exception as exc:
+        return f"{type(exc).__name__}: {str(exc)[:300]}"
+    return None if value == 32.0 else f"a test kernel returned {value}, not 32"
+
+
 def driver_cuda_version() -> tuple[int, int] | None:
     """The CUDA version the installed NVIDIA driver supports (e.g. (12, 2) on Cloud Run's L4),
     or ``None`` when no driver library is there."""

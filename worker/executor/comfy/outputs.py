@@ -5,7 +5,8 @@
 ``audio``, ``video``, ``files``, ``latents``, ...), and text under ``text``. Files of type
 ``output`` are job outputs; ``temp`` files are previews and are not. Files a node saved without
 reporting them (some custom nodes do) are picked up by sweeping ComfyUI's output directory,
-which holds this job's files alone. Text becomes a ``.txt`` file of kind ``text``.
+which holds this job's files alone (the sweep never follows a symbolic link). A reported file
+that is missing fails the job. Text becomes a ``.txt`` file of kind ``text``.
 
 Names are the path relative to the output directory (``ComfyUI_00001_.png``, ``sub/a.mp4``) and
 ``text/<node>_<n>.txt``: ComfyUI numbers files from 1 in an empty directory, so one job run twice
@@ -15,13 +16,17 @@ yields the same names.
 from __future__ import annotations
 
 import mimetypes
+import os
 import re
 import shutil
+import stat
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Any
 
+from worker.bounded import echo
+from worker.errors import ErrorType, JobFailed
 from worker.job import OutputKind, ProducedFile
 
 _TYPES = {  # what mimetypes gets wrong or doesn't know
@@ -114,29 +119,65 @@ def safe_name(node_id: str) -> str:
     return re.sub(r"[^A-Za-z0-9._-]", "_", node_id)
 
 
+def sweep(directory: Path) -> list[str]:
+    """Regular files under ``directory`` (relative, sorted), never following a symbolic link:
+    a node that links ``/etc/passwd`` into its output folder uploads nothing."""
+    found: list[str] = []
+    for root, dirs, files in os.walk(directory, followlinks=False):
+        base = Path(root)
+        dirs[:] = [d for d in dirs if not (base / d).is_symlink()]
+        for name in files:
+            if stat.S_ISREG((base / name).lstat().st_mode):
+                found.append((base / name).relative_to(directory).as_posix())
+    return sorted(found)
+
+
+def _reported_file(comfy_output: Path, ref: FileRef) -> Path:
+    """The reported file, which must be a regular file inside the output folder."""
+    source = comfy_output / ref.relpath
+    where = f"node {ref.node_id} reported the output {echo(ref.relpath)}"
+    try:
+        info = source.lstat()
+        inside = source.resolve(strict=True).is_relative_to(comfy_output.resolve())
+    except (OSError, RuntimeError):
+        raise _failed(f"{where}, which it did not write", ref.node_id) from None
+    if stat.S_ISLNK(info.st_mode) or not inside or not stat.S_ISREG(info.st_mode):
+        raise _failed(f"{where}, which is not a regular file in its output folder", ref.node_id)
+    return source
+
+
+def _failed(message: str, node_id: str | None) -> JobFailed:
+    return JobFailed(ErrorType.EXECUTION_ERROR, message, node_id=node_id)
+
+
 def collect(
-    history_outputs: Mapping[str, Any], comfy_output: Path, job_output: Path
+    history_outputs: Mapping[str, Any],
+    comfy_output: Path,
+    job_output: Path,
+    cached: Iterable[str] = (),
 ) -> list[ProducedFile]:
     """Move this run's files from ComfyUI's output directory into the job's, and list them.
 
     Reported files come first (with their node id), then unreported ones found by the sweep,
-    then text outputs.
+    then text outputs. A reported file that is missing (or a link) fails the job: a result that
+    silently lacks an output would claim a success the job did not have. Nodes in ``cached``
+    did not run for this job: what their cached UI names belongs to an earlier one.
     """
-    refs = file_refs(history_outputs)
+    skip = set(cached)
+    refs = [r for r in file_refs(history_outputs) if r.node_id not in skip]
     known = {r.relpath for r in refs}
-    swept = sorted(
-        p.relative_to(comfy_output).as_posix() for p in comfy_output.rglob("*") if p.is_file()
-    )
+    found = [(r.node_id, _reported_file(comfy_output, r), r.relpath) for r in refs]
+    found += [(None, comfy_output / rel, rel) for rel in sweep(comfy_output) if rel not in known]
     produced: list[ProducedFile] = []
-    for node_id, rel in [(r.node_id, r.relpath) for r in refs] + [
-        (None, rel) for rel in swept if rel not in known
-    ]:
-        source = comfy_output / rel
-        if not source.is_file():
-            continue  # reported but not written (or a cached result of an earlier job)
+    for node_id, source, rel in found:
         dest = job_output / rel
-        dest.parent.mkdir(parents=True, exist_ok=True)
-        shutil.move(source, dest)
+        try:
+            dest.parent.mkdir(parents=True, exist_ok=True)
+            shutil.move(source, dest)
+        except OSError as exc:
+            raise _failed(
+                f"output {echo(rel)} could not be collected ({exc.strerror or exc})", node_id
+            ) from exc
         ctype = content_type(rel)
         produced.append(ProducedFile(dest, rel, kind_of(ctype), node_id, ctype))
     counters: dict[str, int] = {}
@@ -145,6 +186,6 @@ def collect(
         rel = f"text/{safe_name(node_id)}_{n}.txt"
         dest = job_output / rel
         dest.parent.mkdir(parents=True, exist_ok=True)
-        dest.write_text(text, encoding="utf-8")
+        dest.write_text(text, encoding="utf-8", errors="replace")
         produced.append(ProducedFile(dest, rel, "text", node_id, _TYPES[".txt"]))
     return produced

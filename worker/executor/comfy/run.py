@@ -13,13 +13,15 @@ import shutil
 import time
 import uuid
 from collections.abc import Callable, Coroutine
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
 from worker import logs
+from worker.config import Limits
 from worker.errors import ErrorType, Interrupted, JobFailed, WorkerBroken
 from worker.executor.base import ExecRequest, ExecResult
-from worker.executor.comfy import cache, failures, outputs, shape, validation
+from worker.executor.comfy import bounds, cache, failures, outputs, shape, validation
 from worker.executor.comfy.boot import Comfy
 from worker.executor.comfy.progress import RunMonitor
 
@@ -107,15 +109,23 @@ def validate(comfy: Comfy, prompt_id: str, prompt: dict[str, Any]) -> list[str]:
     return [str(n) for n in to_execute]
 
 
-def execute(
-    comfy: Comfy,
-    request: ExecRequest,
-    monitor: RunMonitor,
-    interrupted: Callable[[], bool],
-    oom_check: Callable[[], None],
-) -> ExecResult:
-    """Run ``request``. ``interrupted()`` says whether a stop was asked for before execution;
-    ``oom_check`` frees memory after an OOM and raises ``WorkerBroken`` if it stays taken."""
+@dataclass(frozen=True)
+class Guards:
+    """What a run consults besides the job: limits, the interrupt flag, memory and the device.
+
+    ``interrupted()`` says whether a stop was asked for before execution; ``oom_check`` frees
+    memory after an OOM and raises ``WorkerBroken`` if it stays taken; ``probe`` says whether
+    the GPU still works after an error of a type a broken CUDA context raises.
+    """
+
+    limits: Limits
+    interrupted: Callable[[], bool]
+    oom_check: Callable[[], None]
+    probe: failures.DeviceProbe = failures.no_device
+
+
+def execute(comfy: Comfy, request: ExecRequest, monitor: RunMonitor, guards: Guards) -> ExecResult:
+    """Run ``request`` to its end: outputs, or the exception of its failure class."""
     shape.check_shape(request.workflow)
     prompt = shape.copy_for_run(request.workflow)
     prompt_id = f"{request.job_id}-{uuid.uuid4().hex[:8]}"
@@ -125,8 +135,11 @@ def execute(
     _empty(comfy.temp_dir)
     started = time.perf_counter()
     to_execute = validate(comfy, prompt_id, prompt)
+    # After ComfyUI's own checks (their messages name each input's bounds), before anything runs.
+    bounds.check_sizes(request.workflow, guards.limits.max_pixels_per_job)
+    bounds.check_images(request.input_dir, guards.limits.max_input_pixels)
     validated_s = time.perf_counter() - started
-    if interrupted():
+    if guards.interrupted():
         raise Interrupted("interrupted before execution")
     pe = comfy.prompt_executor
     try:
@@ -142,12 +155,14 @@ def execute(
     if end.ending is failures.Ending.INTERRUPTED:
         raise failures.interrupted(end.data)
     if end.ending is failures.Ending.ERROR:
-        error = failures.error_for(end.data)
+        error = failures.error_for(end.data, guards.probe)
         if isinstance(error, JobFailed) and error.error_type is ErrorType.OOM:
-            oom_check()
+            guards.oom_check()
         raise error
     history = getattr(pe, "history_result", {}) or {}
-    produced = outputs.collect(history.get("outputs", {}), comfy.output_dir, request.output_dir)
+    produced = outputs.collect(
+        history.get("outputs", {}), comfy.output_dir, request.output_dir, monitor.cached
+    )
     logs.event(
         log,
         "comfyui.executed",
