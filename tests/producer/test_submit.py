@@ -68,6 +68,9 @@ def test_bad_params_are_refused_before_publishing(cloud: Cloud) -> None:
     assert "parameter 'width' must be int, 64..2048, multiple of 8" in done.stderr
     unknown = worker_cli(cloud, "submit", "--pipeline", "demo-invert", "-p", "size=3")
     assert unknown.returncode == ExitCode.USAGE and "width (int, 1..4096" in unknown.stderr
+    typo = worker_cli(cloud, "submit", "--pipeline", "demo-invert", "-p", "widht=320")
+    assert typo.returncode == ExitCode.USAGE
+    assert "unknown parameter 'widht'; did you mean 'width'?" in typo.stderr
     missing = worker_cli(cloud, "submit", "--pipeline", "nope")
     assert missing.returncode == ExitCode.USAGE and "available: demo-invert" in missing.stderr
     assert cloud.backlog(timeout_s=2) == 0

@@ -97,9 +97,13 @@ def _params(
     inputs: list[dict[str, str]] = []
     for item in given:
         key, sep, text = item.partition("=")
-        param = pipeline.params.get(key)
-        if not sep or param is None:
+        if not sep:
             raise SubmitError(f"--param {item!r}: use K=V with K one of: {pipeline.allowed()}")
+        param = pipeline.params.get(key)
+        if param is None:
+            close = pipeline.suggest(key)
+            hint = f"did you mean {close!r}?" if close else f"parameters: {pipeline.allowed()}"
+            raise SubmitError(f"unknown parameter {key!r}; {hint}")
         if text.startswith("@") and param.type == "file":
             path = Path(text[1:])
             inputs.append({"name": path.name, "uri": uploader.upload(path)})
