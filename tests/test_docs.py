@@ -26,6 +26,19 @@ def test_config_is_the_only_reader_of_the_environment() -> None:
     assert offenders == []
 
 
+def test_nothing_in_the_worker_writes_the_environment() -> None:
+    # Children (the local run's worker, emulators) get their environment spelled out instead.
+    writes = re.compile(
+        r"os\.environ\[[^]]+\]\s*=|os\.environ\.(update|setdefault|pop)\(|os\.putenv"
+    )
+    offenders = [
+        str(p.relative_to(REPO))
+        for p in (REPO / "worker").rglob("*.py")
+        if writes.search(p.read_text())
+    ]
+    assert offenders == []
+
+
 def test_every_variable_is_documented_in_the_readme() -> None:
     readme = (REPO / "README.md").read_text()
     names = variables_read_by_config()

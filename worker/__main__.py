@@ -1,9 +1,36 @@
 import os
 import sys
 
-from worker.cli import main
+from worker.exitcodes import ExitCode
 
-code = main()
+# Top-level packages of the worker's own requirements (requirements.txt). One of them missing
+# means this is not the project's Python (a bare `python3`), not a bug: say which one to use.
+WORKER_PACKAGES = {"google", "grpc", "tenacity"}
+
+
+def wrong_python(exc: ModuleNotFoundError) -> bool:
+    return (exc.name or "").partition(".")[0] in WORKER_PACKAGES
+
+
+def run() -> int:
+    try:
+        from worker.cli import main
+
+        return main()
+    except ModuleNotFoundError as exc:
+        if not wrong_python(exc):
+            raise
+        print(
+            f"error: {sys.executable} lacks the worker's packages (no module named "
+            f"{exc.name!r}). Use the project's environment: `source .venv/bin/activate` "
+            "(scripts/setup makes .venv), then `python -m worker ...`; or run "
+            "`.venv/bin/python -m worker ...`",
+            file=sys.stderr,
+        )
+        return ExitCode.CONFIG
+
+
+code = run()
 sys.stdout.flush()
 sys.stderr.flush()
 # os._exit, not sys.exit: a daemon thread stuck in native code (an executor that ignored its

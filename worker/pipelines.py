@@ -16,6 +16,7 @@ broken pipeline stops the worker at start-up rather than failing jobs one by one
 from __future__ import annotations
 
 import copy
+import difflib
 import json
 import re
 import secrets
@@ -60,6 +61,17 @@ class Pipeline:
     def allowed(self) -> str:
         """One line per parameter, for error messages and ``python -m worker pipelines``."""
         return "; ".join(f"{p.name} ({p.describe()})" for p in self.params.values())
+
+    def suggest(self, key: Any) -> str | None:
+        """The declared parameter ``key`` was probably meant to be (``widht`` -> ``width``)."""
+        close = difflib.get_close_matches(key, self.params, n=1) if isinstance(key, str) else []
+        return close[0] if close else None
+
+    def unknown(self, key: Any) -> str:
+        """``unknown parameter 'widht'; did you mean 'width'?`` (without the question when no
+        declared name is close)."""
+        close = self.suggest(key)
+        return f"unknown parameter {echo(key)}" + (f"; did you mean {close!r}?" if close else "")
 
 
 def _load_one(path: Path) -> Pipeline:
@@ -142,7 +154,7 @@ class PipelineCatalog:
                 + pipeline.allowed(),
             )
         unknown = [key for key in sorted(params) if key not in pipeline.params]
-        problems = [f"unknown parameter {echo(key)}" for key in unknown[:10]]
+        problems = [pipeline.unknown(key) for key in unknown[:10]]
         if len(unknown) > 10:
             problems.append(f"and {len(unknown) - 10} more unknown parameters")
         resolved: dict[str, Any] = {}

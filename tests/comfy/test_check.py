@@ -36,7 +36,8 @@ def run_check(**env: str) -> tuple[int, dict[str, dict[str, object]]]:
 def test_comfyui_imports() -> None:
     code, lines = run_check()
     assert code == CheckCode.OK, lines
-    assert lines["comfyui_import"]["ok"] and "imports" in str(lines["comfyui_import"]["detail"])
+    assert lines["comfyui_import"]["state"] == "ok"
+    assert "imports" in str(lines["comfyui_import"]["detail"])
 
 
 def test_bad_comfyui_flags_are_an_import_failure() -> None:

@@ -26,8 +26,40 @@ def check(
 def test_reachable_services_pass(cloud: Cloud, capsys: pytest.CaptureFixture[str]) -> None:
     code, lines = check(cloud, capsys, "--skip", "comfyui,gpu,models")
     assert code == CheckCode.OK
-    assert lines[0]["check"] == "services" and lines[0]["ok"]
+    assert lines[0]["check"] == "services" and lines[0]["state"] == "ok"
     assert len(lines[0]["detail"]) == 3  # subscription, results topic, bucket
+
+
+def test_what_is_not_configured_is_said_so_not_ok(
+    cloud: Cloud, capsys: pytest.CaptureFixture[str]
+) -> None:
+    unset = {"JOBS_SUBSCRIPTION": "", "RESULTS_TOPIC": "", "OUTPUT_URI": ""}
+    code, lines = check(cloud, capsys, "--skip", "comfyui,gpu", **unset)
+    assert code == CheckCode.OK  # nothing failed: the exit code keeps its meaning
+    states = {line["check"]: (line["state"], line["detail"]) for line in lines}
+    assert states["models"] == ("not configured", "neither MODELS_DIR nor MODEL_MANIFEST is set")
+    assert states["services"][0] == "not configured"
+    assert "JOBS_SUBSCRIPTION, RESULTS_TOPIC and OUTPUT_URI" in states["services"][1]
+
+    code, lines = check(cloud, capsys, "--skip", "comfyui,gpu,models", RESULTS_TOPIC="")
+    assert code == CheckCode.OK and lines[0]["state"] == "ok"
+    assert lines[0]["detail"][-1] == "not configured: RESULTS_TOPIC"
+
+
+def test_no_gpu_to_check_is_skipped_not_ok(
+    cloud: Cloud, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from worker.executor.comfy import gpu
+
+    code, lines = check(cloud, capsys, "--skip", "services,models,comfyui", COMFYUI_DEVICE="cpu")
+    assert code == CheckCode.OK and lines[0]["state"] == "skipped"
+    assert lines[0]["detail"] == "COMFYUI_DEVICE=cpu"
+    if gpu.nvidia_visible():
+        return
+    # Nothing on this host to check: skipped, whether or not torch is installed.
+    code, lines = check(cloud, capsys, "--skip", "services,models,comfyui")
+    assert code == CheckCode.OK and lines[0]["state"] == "skipped"
+    assert "no NVIDIA device visible" in lines[0]["detail"]
 
 
 @pytest.mark.parametrize(

@@ -100,9 +100,11 @@ def test_unknown_pipeline_lists_the_available_ones(catalog: PipelineCatalog) -> 
 
 def test_unknown_parameter_lists_the_allowed_ones(catalog: PipelineCatalog) -> None:
     message = _rejects(catalog, "demo-invert", {"widht": 10})
-    assert "unknown parameter 'widht'" in message
+    assert "unknown parameter 'widht'; did you mean 'width'?" in message
     assert "width (int, 1..4096, default 512)" in message
     assert "color (int, 0..16777215, default 0)" in message
+    far = _rejects(catalog, "demo-invert", {"zzz": 1})
+    assert "unknown parameter 'zzz'" in far and "did you mean" not in far
 
 
 @pytest.mark.parametrize(

@@ -68,6 +68,9 @@ def test_bad_params_are_refused_before_publishing(cloud: Cloud) -> None:
     assert "parameter 'width' must be int, 64..2048, multiple of 8" in done.stderr
     unknown = worker_cli(cloud, "submit", "--pipeline", "demo-invert", "-p", "size=3")
     assert unknown.returncode == ExitCode.USAGE and "width (int, 1..4096" in unknown.stderr
+    typo = worker_cli(cloud, "submit", "--pipeline", "demo-invert", "-p", "widht=320")
+    assert typo.returncode == ExitCode.USAGE
+    assert "unknown parameter 'widht'; did you mean 'width'?" in typo.stderr
     missing = worker_cli(cloud, "submit", "--pipeline", "nope")
     assert missing.returncode == ExitCode.USAGE and "available: demo-invert" in missing.stderr
     assert cloud.backlog(timeout_s=2) == 0
@@ -121,6 +124,27 @@ def test_a_runpod_body_is_sent_unchanged_with_the_job_id_attribute(
     [(sent, attributes)] = _published(cloud, 1)
     assert sent == body and attributes == {"job_id": done.stdout.strip()}
 
+    named = worker_cli(cloud, "submit", "--runpod", path, "--job-id", "rp-7")
+    assert named.returncode == 0, named.stderr
+    assert named.stdout.split() == ["rp-7"]
+    [(sent, attributes)] = _published(cloud, 1)
+    assert sent == body and attributes == {"job_id": "rp-7"}
+
+
+def test_dry_run_shows_each_message_with_its_attributes(cloud: Cloud, tmp_path: Path) -> None:
+    path = tmp_path / "runpod.json"
+    body = {"input": {"workflow": workflow()}}
+    path.write_text(json.dumps(body))
+    done = worker_cli(cloud, "submit", "--runpod", path, "--job-id", "rp-8", "--dry-run")
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout) == {"attributes": {"job_id": "rp-8"}, "data": body}
+    piped = worker_cli(cloud, "submit", "--pipeline", "demo-invert", "--job-id", "p", "--dry-run")
+    assert json.loads(piped.stdout) == {
+        "attributes": {"job_id": "p"},
+        "data": {"job_id": "p", "pipeline": "demo-invert", "params": {}},
+    }
+    assert cloud.backlog(timeout_s=2) == 0
+
 
 def test_a_jsonl_file_of_many_jobs(cloud: Cloud, tmp_path: Path) -> None:
     (tmp_path / "in.png").write_bytes(b"png")
@@ -159,6 +183,8 @@ def test_usage_errors(cloud: Cloud, tmp_path: Path) -> None:
     jsonl.write_text("{}\n")
     mixed = worker_cli(cloud, "submit", "--jsonl", jsonl, "--prefix", "x")
     assert mixed.returncode == ExitCode.USAGE and "--prefix only go with" in mixed.stderr
+    many = worker_cli(cloud, "submit", "--jsonl", jsonl, "--job-id", "x")
+    assert many.returncode == ExitCode.USAGE and "its own job_id" in many.stderr
     none = worker_cli(cloud, "submit", "--workflow", tmp_path / "missing.json")
     assert none.returncode == ExitCode.USAGE and "can't read workflow file" in none.stderr
     no_topic = worker_cli(cloud, "submit", "--workflow", ui, JOBS_TOPIC="")

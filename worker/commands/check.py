@@ -3,8 +3,10 @@
 It checks, in order: COMFYUI_DIR, the GPU (visible, and torch's CUDA build fits the driver),
 that ComfyUI's core imports, that the models are there (MODELS_DIR, and every manifest entry in
 the cache or in GCS at its size), and that the subscription, the results topic and the output
-bucket answer. Every check runs and prints one JSON line; the exit code is that of the first
-failure (``CheckCode``), so a script or an alert can tell the causes apart.
+bucket answer. Every check runs and prints one JSON line with its ``state``: ``ok``, ``failed``,
+``skipped`` (nothing to check here, e.g. no GPU on a CPU host) or ``not configured`` (its
+variables are unset). The exit code is that of the first failure (``CheckCode``), so a script or an
+alert can tell the causes apart; ``skipped`` and ``not configured`` are not failures.
 """
 
 from __future__ import annotations
@@ -14,8 +16,9 @@ import functools
 import json
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from enum import IntEnum
-from typing import Any
+from typing import Any, Literal
 
 from worker.config import Settings
 from worker.errors import ConfigError
@@ -37,6 +40,14 @@ class Failed(Exception):
     def __init__(self, code: CheckCode, detail: str) -> None:
         super().__init__(detail)
         self.code = code
+
+
+@dataclass(frozen=True)
+class NotChecked:
+    """What a check returns when it had nothing to check; not a failure."""
+
+    state: Literal["skipped", "not configured"]
+    detail: str
 
 
 TIMEOUT_S = 5.0
@@ -70,16 +81,16 @@ def check_comfyui_dir(settings: Settings, args: argparse.Namespace) -> str:
         raise Failed(CheckCode.COMFYUI_MISSING, str(exc)) from exc
 
 
-def check_gpu(settings: Settings, args: argparse.Namespace) -> str:
+def check_gpu(settings: Settings, args: argparse.Namespace) -> str | NotChecked:
     from worker.executor.comfy import gpu
 
     required = args.require_gpu or settings.comfy.device == "cuda"
     if settings.comfy.device == "cpu" and not required:
-        return "skipped: COMFYUI_DEVICE=cpu"
+        return NotChecked("skipped", "COMFYUI_DEVICE=cpu")
     if not gpu.nvidia_visible():
         if required:
             raise Failed(CheckCode.GPU_NOT_VISIBLE, "no NVIDIA device is visible")
-        return "no GPU visible: ComfyUI will run on CPU"
+        return NotChecked("skipped", "no NVIDIA device visible: ComfyUI will run on CPU")
     try:
         import torch
     except Exception as exc:
@@ -93,17 +104,20 @@ def check_gpu(settings: Settings, args: argparse.Namespace) -> str:
 
 
 def check_comfyui_import(settings: Settings, args: argparse.Namespace) -> str:
-    from worker.executor.comfy.boot import probe
+    from worker.executor.comfy.boot import check_dir, probe
+    from worker.executor.comfy.requirements import missing_requirement
 
     try:
         return f"ComfyUI {probe(settings.comfy)} imports"
     except ConfigError as exc:
         raise Failed(CheckCode.COMFYUI_IMPORT, str(exc)) from exc
     except BaseException as exc:
-        raise Failed(CheckCode.COMFYUI_IMPORT, f"{type(exc).__name__}: {exc}") from exc
+        lacking = missing_requirement(exc, check_dir(settings.comfy.comfyui_dir))
+        detail = str(lacking) if lacking else f"{type(exc).__name__}: {exc}"
+        raise Failed(CheckCode.COMFYUI_IMPORT, detail) from exc
 
 
-def check_models(settings: Settings, args: argparse.Namespace) -> str:
+def check_models(settings: Settings, args: argparse.Namespace) -> str | NotChecked:
     from worker.models import gcs
     from worker.models.sync import ModelSync
 
@@ -115,7 +129,9 @@ def check_models(settings: Settings, args: argparse.Namespace) -> str:
     except ConfigError as exc:
         raise Failed(CheckCode.MODELS_MISSING, str(exc)) from exc
     if sync is None:
-        return "no MODEL_MANIFEST" + (f"; MODELS_DIR={c.models_dir}" if c.models_dir else "")
+        if c.models_dir is None:
+            return NotChecked("not configured", "neither MODELS_DIR nor MODEL_MANIFEST is set")
+        return f"MODELS_DIR={c.models_dir}; no MODEL_MANIFEST"
     local = sync.missing()
     client = None
     nowhere = []
@@ -152,7 +168,7 @@ def _reachable(code: CheckCode, what: str, call: Callable[[], object]) -> str:
     return f"{what} is reachable"
 
 
-def check_services(settings: Settings, args: argparse.Namespace) -> list[str]:
+def check_services(settings: Settings, args: argparse.Namespace) -> list[str] | NotChecked:
     import google.cloud.pubsub_v1 as pubsub_v1
     from google.cloud import storage
 
@@ -203,7 +219,17 @@ def check_services(settings: Settings, args: argparse.Namespace) -> list[str]:
             failures.append(exc)
     if failures:
         raise Failed(failures[0].code, "; ".join(str(f) for f in failures))
-    return done or ["nothing configured"]
+    if not targets:
+        return NotChecked(
+            "not configured", "JOBS_SUBSCRIPTION, RESULTS_TOPIC and OUTPUT_URI are unset"
+        )
+    needed = {
+        "JOBS_SUBSCRIPTION": settings.jobs_subscription or settings.manifest_uri,  # queue mode
+        "RESULTS_TOPIC": settings.results_topic,
+        "OUTPUT_URI": settings.output_uri,
+    }
+    unset = [name for name, value in needed.items() if not value]
+    return done + ([f"not configured: {', '.join(unset)}"] if unset else [])
 
 
 def main(args: argparse.Namespace, settings: Settings) -> int:
@@ -225,17 +251,22 @@ def main(args: argparse.Namespace, settings: Settings) -> int:
         started = time.perf_counter()
         line: dict[str, Any] = {"check": name}
         try:
-            line |= {"ok": True, "detail": step(settings, args)}
+            detail = step(settings, args)
         except Failed as exc:
             line |= {
-                "ok": False,
+                "state": "failed",
                 "code": int(exc.code),
                 "cause": exc.code.name.lower(),
                 "detail": str(exc),
             }
             first_failure = first_failure or exc.code
+        else:
+            if isinstance(detail, NotChecked):
+                line |= {"state": detail.state, "detail": detail.detail}
+            else:
+                line |= {"state": "ok", "detail": detail}
         line["seconds"] = round(time.perf_counter() - started, 3)
         print(json.dumps(line), flush=True)
-        if name == "comfyui_dir" and not line["ok"]:
+        if name == "comfyui_dir" and line["state"] == "failed":
             skip.add("comfyui")  # nothing to import
     return first_failure

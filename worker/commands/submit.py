@@ -8,6 +8,7 @@ missing configuration.
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 import time
 from pathlib import Path
@@ -52,7 +53,10 @@ def register(sub: Any) -> None:
         metavar="[NAME=]PATH",
         help="an input file for the workflow's loaders: a local path (uploaded) or gs:// URI",
     )
-    p.add_argument("--job-id", help="the job id (default: generated)")
+    p.add_argument(
+        "--job-id",
+        help="the job id (default: generated); a Runpod body gets it as the job_id attribute",
+    )
     p.add_argument("--prefix", help="output sub-folder under OUTPUT_URI")
     p.add_argument("--metadata", metavar="JSON", help="a small JSON object echoed in the result")
     p.add_argument("--wait", action="store_true", help="follow the jobs until they finish")
@@ -69,7 +73,11 @@ def register(sub: Any) -> None:
         action="store_true",
         help="start a Cloud Run execution of RUN_JOB sized to these jobs",
     )
-    p.add_argument("--dry-run", action="store_true", help="print the messages; publish nothing")
+    p.add_argument(
+        "--dry-run",
+        action="store_true",
+        help='print each message as {"attributes": ..., "data": ...}; publish nothing',
+    )
     p.set_defaults(handler=main)
 
 
@@ -95,9 +103,9 @@ def main(args: argparse.Namespace, settings: Settings) -> ExitCode:
     except SubmitError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return ExitCode.USAGE
-    if args.dry_run:
+    if args.dry_run:  # what Pub/Sub would get, so a Runpod body's job id shows too
         for m in messages:
-            print(m.data.decode())
+            print(json.dumps({"attributes": m.attributes, "data": json.loads(m.data)}))
         return ExitCode.OK
     return _publish_and_follow(args, settings, messages, batch, store)
 

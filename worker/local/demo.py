@@ -1,17 +1,19 @@
 """The local end-to-end run behind ``scripts/local-run``.
 
 Starts the Pub/Sub emulator and fake-gcs-server, creates the topics, the dead-lettered
-subscription and the output bucket, submits sample jobs, runs ``python -m worker run`` until the
-queue drains, then prints where the outputs and ``result.json`` landed and the completion events,
-downloads the outputs under ``.local/outputs/`` and stops what it started.
+subscription and the output bucket (``worker.local.stack``), submits sample jobs, runs ``python -m
+worker run`` until the queue drains, then prints where the outputs and ``result.json`` landed and
+the completion events, downloads the outputs under ``.local/outputs/`` and stops what it started.
+With ``--keep`` it submits nothing and keeps the stack and a worker up until Ctrl-C instead
+(``worker.local.playground``).
 
-This is a developer tool, not part of the worker: it reads its few options from the command line.
+This is a developer tool, not part of the worker: it reads its few options from the command line
+and hands the worker its environment explicitly.
 """
 
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
 import os
 import subprocess
@@ -19,15 +21,9 @@ import sys
 from pathlib import Path
 from typing import Any
 
-import google.cloud.pubsub_v1 as pubsub_v1
-from google.api_core import exceptions as gexc
-from google.cloud import storage
+from worker.local import playground
+from worker.local.stack import BUCKET, TOPICS, WATCH, Stack, path, start
 
-from worker.local import emulators
-
-PROJECT = "local-project"
-BUCKET = "local-outputs"
-TOPICS = {"jobs": "jobs", "results": "results", "dead": "jobs-dead-letter"}
 SAMPLES: list[dict[str, Any]] = [
     {  # a named pipeline with parameters (pipelines/demo-invert.json)
         "job_id": "demo-pipeline",
@@ -53,40 +49,8 @@ SAMPLES: list[dict[str, Any]] = [
 ]
 
 
-def path(kind: str, name: str) -> str:
-    return f"projects/{PROJECT}/{kind}/{name}"
-
-
-def create_resources() -> None:
-    """Idempotent: topics, the job subscription (600 s deadline, backoff, dead-letter after 5)."""
-    publisher, subscriber = pubsub_v1.PublisherClient(), pubsub_v1.SubscriberClient()
-    for topic in TOPICS.values():
-        with contextlib.suppress(gexc.AlreadyExists):
-            publisher.create_topic(name=path("topics", topic))
-    subscriptions: dict[str, dict[str, Any]] = {
-        "jobs": {
-            "topic": path("topics", TOPICS["jobs"]),
-            "ack_deadline_seconds": 600,
-            "retry_policy": {
-                "minimum_backoff": {"seconds": 10},
-                "maximum_backoff": {"seconds": 600},
-            },
-            "dead_letter_policy": {
-                "dead_letter_topic": path("topics", TOPICS["dead"]),
-                "max_delivery_attempts": 5,
-            },
-        },
-        "results-watch": {"topic": path("topics", TOPICS["results"])},
-    }
-    for name, spec in subscriptions.items():
-        with contextlib.suppress(gexc.AlreadyExists):
-            subscriber.create_subscription(request={"name": path("subscriptions", name), **spec})
-    with contextlib.suppress(gexc.Conflict):
-        storage.Client(project=PROJECT).create_bucket(BUCKET)
-
-
-def submit() -> list[str]:
-    publisher = pubsub_v1.PublisherClient()
+def submit(stack: Stack) -> list[str]:
+    publisher = stack.publisher()
     ids = []
     for sample in SAMPLES:
         data = json.dumps(sample).encode()
@@ -101,8 +65,8 @@ def run_worker(env: dict[str, str], log_path: Path, python: str) -> int:
         return subprocess.call([python, "-m", "worker", "run"], env=env, stdout=log, stderr=log)
 
 
-def report(job_ids: list[str], out_dir: Path) -> bool:
-    gcs = storage.Client(project=PROJECT)
+def report(stack: Stack, job_ids: list[str], out_dir: Path) -> bool:
+    gcs = stack.storage()
     ok = True
     for job_id in job_ids:
         blobs = list(gcs.list_blobs(BUCKET, prefix=f"outputs/{job_id}/"))
@@ -120,9 +84,9 @@ def report(job_ids: list[str], out_dir: Path) -> bool:
         doc = json.loads(result.download_as_bytes())
         ok = ok and doc["status"] == "succeeded"
         print(f"   status: {doc['status']}  error: {doc['error']}  timings: {doc['timings']}")
-    subscriber = pubsub_v1.SubscriberClient()
+    subscriber = stack.subscriber()
     response = subscriber.pull(
-        request={"subscription": path("subscriptions", "results-watch"), "max_messages": 50},
+        request={"subscription": path("subscriptions", WATCH), "max_messages": 50},
         timeout=5,
     )
     print(f"\n== completion events on {path('topics', TOPICS['results'])}:")
@@ -135,41 +99,50 @@ def report(job_ids: list[str], out_dir: Path) -> bool:
     return ok
 
 
+def worker_env(stack: Stack, comfyui_dir: str, state: Path, **more: str) -> dict[str, str]:
+    """This process's environment (PATH, ...) with the stack's and the worker's settings on top."""
+    return {
+        **os.environ,
+        **stack.exports(),
+        "COMFYUI_DIR": comfyui_dir,
+        "WORK_DIR": str(state / "work"),
+        **more,
+    }
+
+
+def samples(stack: Stack, args: argparse.Namespace, state: Path) -> int:
+    logs = state / "logs"
+    job_ids = submit(stack)
+    print(f"submitted {job_ids} to {path('topics', TOPICS['jobs'])}; running the worker...")
+    env = worker_env(stack, args.comfyui_dir, state, IDLE_EXIT_S="3")
+    code = run_worker(env, logs / "worker.log", args.python)
+    print(f"worker exited with {code} (log: {logs / 'worker.log'})")
+    ok = report(stack, job_ids, state / "outputs")
+    return 0 if ok and code == 0 else 1
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(prog="scripts/local-run", description=__doc__.split("\n\n")[0])
     ap.add_argument("--comfyui-dir", required=True, help="a ComfyUI checkout (COMFYUI_DIR)")
     ap.add_argument("--state", default=".local", help="where logs, work files and outputs go")
     ap.add_argument("--python", default=sys.executable, help="interpreter that runs the worker")
+    ap.add_argument(
+        "--keep", action="store_true", help="submit nothing; keep the stack up until Ctrl-C"
+    )
     args = ap.parse_args()
     state = Path(args.state).resolve()
-    logs = state / "logs"
-    ps = emulators.start_pubsub(logs)
-    gcs = emulators.start_gcs(logs)
-    os.environ["PUBSUB_EMULATOR_HOST"] = ps.host
-    os.environ["STORAGE_EMULATOR_HOST"] = f"http://{gcs.host}"
-    print(f"Pub/Sub emulator on {ps.host}, fake-gcs-server on {gcs.host} (logs: {logs})")
+    stack = start(state / "logs")
+    print(f"Pub/Sub emulator on {stack.pubsub.host}, fake-gcs-server on {stack.gcs.host}")
     try:
-        create_resources()
-        job_ids = submit()
-        print(f"submitted {job_ids} to {path('topics', TOPICS['jobs'])}; running the worker...")
-        env = {
-            **os.environ,
-            "GOOGLE_CLOUD_PROJECT": PROJECT,
-            "JOBS_SUBSCRIPTION": "jobs",
-            "RESULTS_TOPIC": TOPICS["results"],
-            "OUTPUT_URI": f"gs://{BUCKET}/outputs",
-            "COMFYUI_DIR": args.comfyui_dir,
-            "WORK_DIR": str(state / "work"),
-            "IDLE_EXIT_S": "3",
-        }
-        code = run_worker(env, logs / "worker.log", args.python)
-        print(f"worker exited with {code} (log: {logs / 'worker.log'})")
-        ok = report(job_ids, state / "outputs")
+        if args.keep:
+            # Days, not a minute: a playground waits for its user (Cloud Run's task limit is 7 d).
+            week = str(7 * 86_400)
+            env = worker_env(stack, args.comfyui_dir, state, IDLE_EXIT_S=week, TASK_TIMEOUT_S=week)
+            return playground.keep(stack, [args.python, "-m", "worker", "run"], env, state)
+        return samples(stack, args, state)
     finally:
-        ps.stop()
-        gcs.stop()
+        stack.stop()
         print("\nstopped the emulators")
-    return 0 if ok and code == 0 else 1
 
 
 if __name__ == "__main__":

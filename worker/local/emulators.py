@@ -64,7 +64,11 @@ class Emulator:
         os.killpg(self.process.pid, signal.SIGCONT)
 
 
-def _spawn(name: str, argv: list[str], log_dir: Path) -> tuple[subprocess.Popen[bytes], Path]:
+def spawn(
+    name: str, argv: list[str], log_dir: Path, env: dict[str, str] | None = None
+) -> tuple[subprocess.Popen[bytes], Path]:
+    """Start ``argv`` in its own process group (a Ctrl-C in the terminal reaches only us), dying
+    with this process, its output appended to ``log_dir/<name>.log``; ``env`` is all it gets."""
     log_dir.mkdir(parents=True, exist_ok=True)
     log_path = log_dir / f"{name}.log"
     with log_path.open("ab") as log:
@@ -73,6 +77,7 @@ def _spawn(name: str, argv: list[str], log_dir: Path) -> tuple[subprocess.Popen[
             stdout=log,
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
+            env=env,
             preexec_fn=_die_with_parent,  # noqa: PLW1509 - the child runs nothing but exec
         )
     return process, log_path
@@ -123,7 +128,7 @@ def pubsub_emulator_launcher() -> Path:
 def start_pubsub(log_dir: Path, port: int | None = None, timeout_s: float = 30) -> Emulator:
     port = port or free_port()
     argv = [str(pubsub_emulator_launcher()), "--host=127.0.0.1", f"--port={port}"]
-    process, log_path = _spawn("pubsub-emulator", argv, log_dir)
+    process, log_path = spawn("pubsub-emulator", argv, log_dir)
     emulator = Emulator("pubsub-emulator", process, f"127.0.0.1:{port}", log_path)
     try:
         _wait_ready(f"http://127.0.0.1:{port}/", b"Ok", process, emulator.name, log_path, timeout_s)
@@ -168,7 +173,7 @@ def start_gcs(log_dir: Path, port: int | None = None, timeout_s: float = 15) -> 
         "-log-level",
         "warn",
     ]
-    process, log_path = _spawn("fake-gcs-server", argv, log_dir)
+    process, log_path = spawn("fake-gcs-server", argv, log_dir)
     emulator = Emulator("fake-gcs-server", process, f"127.0.0.1:{port}", log_path)
     try:
         _wait_ready(

@@ -22,7 +22,8 @@ from worker.producer.messages import (
     workflow_from_file,
 )
 
-SINGLE_ONLY = ("param", "input", "job_id", "prefix", "metadata")
+# Flags that build a v1 body: a Runpod body is sent unchanged, and a JSONL line has its own.
+V1_ONLY = ("param", "input", "prefix", "metadata")
 
 
 def messages(
@@ -30,9 +31,11 @@ def messages(
 ) -> list[Outgoing]:
     """Every message, built and checked before anything is published."""
     if args.jsonl is not None or args.runpod is not None:
-        given = [f"--{n.replace('_', '-')}" for n in SINGLE_ONLY if getattr(args, n)]
+        given = [f"--{n}" for n in V1_ONLY if getattr(args, n)]
         if given:
             raise SubmitError(f"{', '.join(given)} only go with --workflow or --pipeline")
+    if args.jsonl is not None and args.job_id:
+        raise SubmitError("--job-id names one job: give each line of a JSONL file its own job_id")
     if args.jsonl is not None:
         base = args.jsonl.resolve().parent
         out = []
@@ -46,7 +49,7 @@ def messages(
         body = read_json(args.runpod, "Runpod request body")
         if not isinstance(body, dict) or not isinstance(body.get("input"), dict):
             raise SubmitError(f'{args.runpod} must be a Runpod body: {{"input": {{...}}}}')
-        return [outgoing(body, batch)]
+        return [outgoing(body, args.job_id or batch)]  # the id travels as the job_id attribute
     return [outgoing(_single(args, settings, uploader), args.job_id or batch)]
 
 
@@ -97,9 +100,13 @@ def _params(
     inputs: list[dict[str, str]] = []
     for item in given:
         key, sep, text = item.partition("=")
-        param = pipeline.params.get(key)
-        if not sep or param is None:
+        if not sep:
             raise SubmitError(f"--param {item!r}: use K=V with K one of: {pipeline.allowed()}")
+        param = pipeline.params.get(key)
+        if param is None:
+            close = pipeline.suggest(key)
+            hint = f"did you mean {close!r}?" if close else f"parameters: {pipeline.allowed()}"
+            raise SubmitError(f"unknown parameter {key!r}; {hint}")
         if text.startswith("@") and param.type == "file":
             path = Path(text[1:])
             inputs.append({"name": path.name, "uri": uploader.upload(path)})

@@ -1,7 +1,8 @@
 """What ``submit --wait`` shows: a progress bar on stderr, one line per finished job on stdout.
 
 On a terminal the bar redraws in place; otherwise (CI, a log file) a plain line is written every
-``PLAIN_EVERY_S`` seconds, so logs stay readable.
+``PLAIN_EVERY_S`` seconds, so logs stay readable. Either way the final line is written once, by
+``done()``.
 """
 
 from __future__ import annotations
@@ -37,6 +38,8 @@ class ProgressBar:
         return ", ".join(parts)
 
     def update(self, tracker: Tracker, force: bool = False) -> None:
+        if tracker.finished:  # ``done()`` writes the final line, once
+            return
         now = time.monotonic()
         if not force and now - self._last < (0.2 if self.tty else PLAIN_EVERY_S):
             return

@@ -24,6 +24,7 @@ from worker.executor.comfy import failures, gpu, run, warmup
 from worker.executor.comfy.boot import Comfy, boot
 from worker.executor.comfy.failures import memory_recovered
 from worker.executor.comfy.progress import RunMonitor
+from worker.executor.comfy.requirements import missing_requirement
 
 log = logging.getLogger(__name__)
 GC_INTERVAL_S = 10.0  # as ComfyUI's prompt_worker
@@ -65,6 +66,10 @@ class ComfyExecutor:
         except (ConfigError, WorkerBroken):
             raise
         except BaseException as exc:
+            root = self._settings.comfy.comfyui_dir
+            lacking = missing_requirement(exc, root.resolve()) if root is not None else None
+            if lacking is not None:
+                raise lacking from exc
             raise WorkerBroken(
                 f"ComfyUI failed to start from {self._settings.comfy.comfyui_dir}: "
                 f"{type(exc).__name__}: {exc}"
