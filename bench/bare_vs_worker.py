@@ -121,6 +121,7 @@ def run_bare(
         profiled([sys.executable, str(script), str(work / "spec.json")], work.name),
         work / "bare.log",
         cwd=os.environ["COMFYUI_DIR"],
+        env={**os.environ, **both_env},
     )
     if code != 0:
         raise RuntimeError(f"bare ComfyUI exited {code}: see {work / 'bare.log'}")
@@ -134,7 +135,7 @@ def run_bare(
         runs[0]["end"],
         {e["name"]: round(e["s"], 3) for e in events if e["event"] == "phase"},
         ready,
-        cpu.after(runs[0]["end"]) / (len(runs) - 1),
+        cpu.between(runs[0]["end"], runs[-1]["end"]),
     )
 
 
@@ -144,10 +145,9 @@ def run_worker(
     progress = f"projects/{cloud.jobs_topic.split('/')[1]}/topics/progress-{cloud.suffix}"
     cloud.publisher.create_topic(name=progress)
     for n, (wf, side) in enumerate(jobs):
-        data = base64.b64encode(png_bytes(SIDE_BYTES)).decode()
-        cloud.publish(
-            {"job_id": f"j{n:04d}", "workflow": wf, "inputs": [{"name": side, "data": data}]}
-        )
+        data = base64.b64encode(png_bytes(input_bytes[0])).decode()
+        inputs = [{"name": side, "data": data}] if input_bytes[0] else []
+        cloud.publish({"job_id": f"j{n:04d}", "workflow": wf, "inputs": inputs})
     log_path = work / "worker.log"
     env = {
         **os.environ,
@@ -162,12 +162,15 @@ def run_worker(
             SERVICE_RETRY_S="30",
             PROGRESS_TOPIC=progress,
         ),
-        "PYTHONPATH": str(REPO),
+        "PYTHONPATH": str(worker_repo[0]),
     }
-    env.update(worker_env_overrides)
+    env.update(both_env | worker_env_overrides)
     started = time.time()
     code, _, cpu = run_child(
-        profiled([sys.executable, "-m", "worker", "run"], work.name), log_path, cwd=REPO, env=env
+        profiled([sys.executable, "-m", "worker", "run"], work.name),
+        log_path,
+        cwd=worker_repo[0],
+        env=env,
     )
     lines = [json.loads(x) for x in log_path.read_text().splitlines() if x[:1] == "{"]
     if code != 0:
@@ -190,11 +193,14 @@ def run_worker(
         first,
         booted.get("phases", {}) | {"boot_s": booted["boot_s"]},
         at(ready),
-        cpu.after(first) / (len(ok) - 1),
+        cpu.between(first, max(at(x) for x in ok)),
     )
 
 
 worker_env_overrides: dict[str, str] = {}
+input_bytes = [SIDE_BYTES]
+both_env: dict[str, str] = {}  # --env: for both paths (say OMP_NUM_THREADS=1)
+worker_repo: list[Path] = [REPO]  # --worker-repo: another checkout's worker (before/after)
 
 
 class CpuWatch:
@@ -218,11 +224,14 @@ class CpuWatch:
             self.samples.append((time.time(), (int(fields[11]) + int(fields[12])) / tick))
             time.sleep(0.05)
 
-    def after(self, t: float) -> float:
-        """CPU seconds used from ``t`` to the last sample."""
+    def between(self, t0: float, t1: float) -> float:
+        """CPU seconds used from ``t0`` to ``t1`` (the samples nearest after each)."""
         self._thread.join()
-        at = next((cpu for when, cpu in self.samples if when >= t), self.samples[-1][1])
-        return self.samples[-1][1] - at
+
+        def at(t: float) -> float:
+            return next((cpu for when, cpu in self.samples if when >= t), self.samples[-1][1])
+
+        return at(t1) - at(t0)
 
 
 def run_child(argv: list[str], log: Path, **kwargs: Any) -> tuple[int, bytes, CpuWatch]:
@@ -241,10 +250,11 @@ def profiled(argv: list[str], name: str) -> list[str]:
     if not profile:
         return argv
     out = Path(profile["dir"]) / f"{name}.txt"
+    mode = "--idle" if profile.get("idle") else "--gil"
     return [
         profile["py_spy"],
         "record",
-        "--gil",
+        mode,
         "--threads",
         "-r",
         "200",
@@ -264,14 +274,14 @@ def summary(
     first_result: float,
     phases: dict[str, float],
     ready: float,
-    cpu_per_job: float,
+    cpu_s: float,
 ) -> dict[str, Any]:
     gaps = [b - a for a, b in itertools.pairwise(starts[1:])]
     return {
         "per_job_ms": round(1000 * statistics.median(gaps), 2),
         "per_job_mean_ms": round(1000 * statistics.fmean(gaps), 2),
         "exec_ms": round(1000 * statistics.median(execs[1:]), 2),
-        "cpu_ms": round(1000 * cpu_per_job, 2),
+        "cpu_ms": round(1000 * cpu_s / max(1, len(starts) - 1), 2),
         "first_exec_s": round(execs[0], 3),
         "ready_s": round(ready - started, 3),
         "first_result_s": round(first_result - started, 3),
@@ -282,20 +292,34 @@ def summary(
 # -- the run ---------------------------------------------------------------------------------
 
 
-def main() -> None:
+def parse_args() -> argparse.Namespace:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--kinds", nargs="+", default=["mf", "mf2mb", "sd15"])
     ap.add_argument("--jobs", type=int, default=40, help="model-free jobs per run")
     ap.add_argument("--sd-jobs", type=int, default=8, help="SD1.5 jobs per run")
     ap.add_argument("--rounds", type=int, default=2, help="ABBA rounds")
     ap.add_argument("--worker-env", nargs="*", default=[], help="KEY=VALUE for the worker")
+    ap.add_argument("--env", nargs="*", default=[], help="KEY=VALUE for both paths")
+    ap.add_argument("--paths", nargs="+", default=["bare", "worker"], help="which to run")
     ap.add_argument("--json", type=Path)
+    ap.add_argument("--worker-repo", type=Path, help="run the worker of this checkout instead")
     ap.add_argument("--py-spy", nargs=2, metavar=("PY_SPY", "DIR"), help="profile both paths")
+    ap.add_argument("--idle", action="store_true", help="py-spy: all samples, not GIL holders")
+    ap.add_argument("--input-bytes", type=int, default=SIDE_BYTES, help="base64 input per job")
     args = ap.parse_args()
+    return args
+
+
+def main() -> None:
+    args = parse_args()
     if args.py_spy:
-        profile.update(py_spy=args.py_spy[0], dir=args.py_spy[1])
+        profile.update(py_spy=args.py_spy[0], dir=args.py_spy[1], idle="1" if args.idle else "")
         Path(args.py_spy[1]).mkdir(parents=True, exist_ok=True)
     worker_env_overrides.update(kv.split("=", 1) for kv in args.worker_env)
+    both_env.update(kv.split("=", 1) for kv in args.env)
+    input_bytes[0] = args.input_bytes
+    if args.worker_repo:
+        worker_repo[0] = args.worker_repo.resolve()
     comfyui = Path(os.environ["COMFYUI_DIR"])
     ckpt = sd15.ensure(comfyui).name if "sd15" in args.kinds else "none.safetensors"
     models = sd15.cache_dir()
@@ -312,7 +336,7 @@ def main() -> None:
                 for kind in args.kinds:
                     n = args.sd_jobs if kind == "sd15" else args.jobs
                     jobs = prompts(kind, n, ckpt)
-                    for path in order:
+                    for path in (p for p in order if p in args.paths):
                         work = root / f"{kind}-{path}-{r}"
                         work.mkdir()
                         if path == "bare":
@@ -328,7 +352,7 @@ def main() -> None:
         finally:
             ps.stop()
             gcs.stop()
-    report = compare(rows, args.kinds)
+    report = compare(rows, args.kinds) if len(args.paths) == 2 else {}
     print(json.dumps(report, indent=2))
     if args.json:
         args.json.write_text(json.dumps({"rows": rows, "report": report}, indent=2))
