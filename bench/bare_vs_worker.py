@@ -140,7 +140,7 @@ def run_bare(
 
 
 def run_worker(
-    cloud: Cloud, work: Path, jobs: list[tuple[dict[str, Any], str]], models: Path
+    cloud: Cloud, work: Path, jobs: list[tuple[dict[str, Any], str]], models: Path, repo: Path
 ) -> dict[str, Any]:
     progress = f"projects/{cloud.jobs_topic.split('/')[1]}/topics/progress-{cloud.suffix}"
     cloud.publisher.create_topic(name=progress)
@@ -162,14 +162,14 @@ def run_worker(
             SERVICE_RETRY_S="30",
             PROGRESS_TOPIC=progress,
         ),
-        "PYTHONPATH": str(worker_repo[0]),
+        "PYTHONPATH": str(repo),
     }
     env.update(both_env | worker_env_overrides)
     started = time.time()
     code, _, cpu = run_child(
         profiled([sys.executable, "-m", "worker", "run"], work.name),
         log_path,
-        cwd=worker_repo[0],
+        cwd=repo,
         env=env,
     )
     lines = [json.loads(x) for x in log_path.read_text().splitlines() if x[:1] == "{"]
@@ -200,7 +200,7 @@ def run_worker(
 worker_env_overrides: dict[str, str] = {}
 input_bytes = [SIDE_BYTES]
 both_env: dict[str, str] = {}  # --env: for both paths (say OMP_NUM_THREADS=1)
-worker_repo: list[Path] = [REPO]  # --worker-repo: another checkout's worker (before/after)
+repos: dict[str, Path] = {"worker": REPO}  # "before": --before REPO, another checkout's worker
 
 
 class CpuWatch:
@@ -302,7 +302,9 @@ def parse_args() -> argparse.Namespace:
     ap.add_argument("--env", nargs="*", default=[], help="KEY=VALUE for both paths")
     ap.add_argument("--paths", nargs="+", default=["bare", "worker"], help="which to run")
     ap.add_argument("--json", type=Path)
-    ap.add_argument("--worker-repo", type=Path, help="run the worker of this checkout instead")
+    ap.add_argument(
+        "--before", type=Path, help="also run this checkout's worker (path 'before'), same rounds"
+    )
     ap.add_argument("--py-spy", nargs=2, metavar=("PY_SPY", "DIR"), help="profile both paths")
     ap.add_argument("--idle", action="store_true", help="py-spy: all samples, not GIL holders")
     ap.add_argument("--input-bytes", type=int, default=SIDE_BYTES, help="base64 input per job")
@@ -318,8 +320,9 @@ def main() -> None:
     worker_env_overrides.update(kv.split("=", 1) for kv in args.worker_env)
     both_env.update(kv.split("=", 1) for kv in args.env)
     input_bytes[0] = args.input_bytes
-    if args.worker_repo:
-        worker_repo[0] = args.worker_repo.resolve()
+    if args.before:
+        repos["before"] = args.before.resolve()
+        args.paths = [*args.paths, "before"]
     comfyui = Path(os.environ["COMFYUI_DIR"])
     ckpt = sd15.ensure(comfyui).name if "sd15" in args.kinds else "none.safetensors"
     models = sd15.cache_dir()
@@ -332,7 +335,8 @@ def main() -> None:
         os.environ["STORAGE_EMULATOR_HOST"] = f"http://{gcs.host}"
         try:
             for r in range(args.rounds):
-                order = ("bare", "worker") if r % 2 == 0 else ("worker", "bare")
+                order = ("bare", "worker", "before")
+                order = order if r % 2 == 0 else order[::-1]
                 for kind in args.kinds:
                     n = args.sd_jobs if kind == "sd15" else args.jobs
                     jobs = prompts(kind, n, ckpt)
@@ -346,13 +350,13 @@ def main() -> None:
                             cloud = Cloud.create(
                                 suffix, work / "w", ps.host, f"http://{gcs.host}", 60
                             )
-                            row = run_worker(cloud, work, jobs, models)
+                            row = run_worker(cloud, work, jobs, models, repos[path])
                         rows.append({"round": r, "kind": kind, "path": path, **row})
                         print(json.dumps(rows[-1]), flush=True)
         finally:
             ps.stop()
             gcs.stop()
-    report = compare(rows, args.kinds) if len(args.paths) == 2 else {}
+    report = compare(rows, args.kinds) if {"bare", "worker"} <= set(args.paths) else {}
     print(json.dumps(report, indent=2))
     if args.json:
         args.json.write_text(json.dumps({"rows": rows, "report": report}, indent=2))
@@ -362,7 +366,7 @@ def compare(rows: list[dict[str, Any]], kinds: list[str]) -> dict[str, Any]:
     out: dict[str, Any] = {"cpus": os.cpu_count(), "load_avg": os.getloadavg()}
     for kind in kinds:
         med: dict[str, dict[str, float]] = {}
-        for path in ("bare", "worker"):
+        for path in sorted({r["path"] for r in rows}):
             mine = [r for r in rows if r["kind"] == kind and r["path"] == path]
             med[path] = {
                 k: round(statistics.median(r[k] for r in mine), 3)
@@ -382,6 +386,13 @@ def compare(rows: list[dict[str, Any]], kinds: list[str]) -> dict[str, Any]:
             "cpu_delta_ms": round(w["cpu_ms"] - b["cpu_ms"], 2),
             "first_result_ratio": round(w["first_result_s"] / b["first_result_s"], 3),
         }
+        if "before" in med:
+            out[kind]["before_per_job_ratio"] = round(
+                med["before"]["per_job_ms"] / b["per_job_ms"], 3
+            )
+            out[kind]["before_first_result_ratio"] = round(
+                med["before"]["first_result_s"] / b["first_result_s"], 3
+            )
     return out
 
 
