@@ -14,7 +14,7 @@ from worker.job import InputFile
 from worker.storage.base import AccessDenied, ObjectNotFound, ObjectStore, ObjectTooLarge
 
 _DATA_URL = re.compile(r"data:[\w/+.-]*(;[\w=.-]+)*;base64,", re.ASCII)
-_WHITESPACE = re.compile(rb"\s+")
+_WHITESPACE = b" \t\n\r\x0b\x0c"  # what ``\s`` matches in a bytes pattern
 
 
 def _input_error(name: str, message: str) -> JobFailed:
@@ -22,9 +22,26 @@ def _input_error(name: str, message: str) -> JobFailed:
 
 
 def decode_base64(name: str, text: str) -> bytes:
-    """Decode base64 text, with or without a ``data:...;base64,`` prefix and line breaks."""
+    """Decode base64 text, with or without a ``data:...;base64,`` prefix and line breaks.
+
+    This runs on the prefetch thread while a job executes, and holds the GIL throughout (no
+    base64 decoder releases it): each pass over a few MB is milliseconds taken from ComfyUI's
+    Python. So one C pass in the usual case (``strict_mode``: the alphabet and the padding
+    checked while decoding), instead of a regex to strip whitespace, a regex to validate and a
+    decode (about 4x the time). Whitespace (MIME line breaks) costs one ``translate`` more; the
+    error message of invalid data comes from the original strict ``b64decode``.
+    """
     match = _DATA_URL.match(text)
-    payload = _WHITESPACE.sub(b"", text[match.end() :].encode() if match else text.encode())
+    payload = (text[match.end() :] if match else text).encode("utf-8", "surrogatepass")
+    try:
+        return binascii.a2b_base64(payload, strict_mode=True)
+    except binascii.Error:
+        pass
+    payload = payload.translate(None, _WHITESPACE)
+    try:
+        return binascii.a2b_base64(payload, strict_mode=True)
+    except binascii.Error:
+        pass
     try:
         return base64.b64decode(payload, validate=True)
     except (binascii.Error, ValueError) as exc:

@@ -111,7 +111,7 @@ class Runner:
         self._t = settings.timeouts
         self._source = source
         self._executor = executor
-        self._progress_publisher = progress_publisher
+        self._progress = progress.ProgressOut(progress_publisher)
         self._started_at = started_at if started_at is not None else time.monotonic()
         self._inbox: queue.SimpleQueue[Event] = queue.SimpleQueue()
         self._stop = threading.Event()  # seen by the working threads
@@ -319,7 +319,7 @@ class Runner:
             job.workflow,
             prepared.input_dir,
             prepared.output_dir,
-            progress=progress.sink_for(job.job_id, self._progress_publisher),
+            progress=self._progress.sink_for(job.job_id),
         )
         after = None
         if self._running is None:
@@ -524,6 +524,7 @@ class Runner:
             logs.event(log, "results still being recorded at shutdown", count=left_n)
         for part in (self._exec, self._finisher):
             part.close()
+        self._progress.close(timeout_s=min(1.0, max(0.0, self._close_by - time.monotonic())))
         remaining = max(0.0, self._close_by + 0.5 - time.monotonic())
         if not self._settler.close(remaining):
             logs.event(log, "acks and nacks still pending at shutdown", logging.WARNING)

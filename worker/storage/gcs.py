@@ -20,6 +20,7 @@ from google.api_core import exceptions as gexc
 from google.cloud import storage
 
 from worker import retry
+from worker.storage import multipart
 from worker.storage import uri as gsuri
 from worker.storage.base import AccessDenied, ObjectInfo, ObjectNotFound, ObjectTooLarge
 
@@ -54,6 +55,7 @@ def _info(uri: str, blob: storage.Blob) -> ObjectInfo:
 
 class GcsStore:
     def __init__(self, project: str | None, retry_budget_s: float) -> None:
+        multipart.install()  # uploads under 8 MiB with one copy of the data, not a dozen
         self._project = project
         self._budget_s = retry_budget_s
         self._local = threading.local()

@@ -101,6 +101,9 @@ def validate(comfy: Comfy, prompt_id: str, prompt: dict[str, Any]) -> list[str]:
         raise JobFailed(
             ErrorType.INVALID_WORKFLOW, f"validation raised {type(exc).__name__}: {exc}"
         ) from exc
+    if ok and not node_errors:
+        return [str(n) for n in to_execute]
+    # Only now: listing every model folder (for a missing model's hint) is milliseconds.
     failed = validation.explain(
         None if ok else error, node_errors or {}, combo_options(comfy), model_files(comfy)
     )
