@@ -75,8 +75,9 @@ def test_png_is_stored_as_saved(tmp_path: Path) -> None:
 def test_quality_changes_the_bytes(tmp_path: Path) -> None:
     sizes = {}
     for quality in (1, 100):
-        out, _ = convert_one(png(tmp_path / f"q{quality}.png", size=(256, 256)), format="jpeg",
-                             quality=quality)  # fmt: skip
+        out, _ = convert_one(
+            png(tmp_path / f"q{quality}.png", size=(256, 256)), format="jpeg", quality=quality
+        )
         sizes[quality] = out.path.stat().st_size
     assert sizes[1] < sizes[100] / 3
     lossy, _ = convert_one(png(tmp_path / "l.png"), format="webp", quality=50)
@@ -218,14 +219,21 @@ def test_a_pipeline_default_and_what_a_job_overrides() -> None:
 
 
 values = st.one_of(
-    st.none(), st.booleans(), st.integers(-5, 120), st.floats(allow_nan=False), st.text(max_size=6),
+    st.none(),
+    st.booleans(),
+    st.integers(-5, 120),
+    st.floats(allow_nan=False),
+    st.text(max_size=6),
     st.sampled_from(["png", "webp", "jpeg", "JPEG", "jpg"]),
-)  # fmt: skip
+)
 
 
 @settings(max_examples=400, deadline=None)
-@given(raw=st.dictionaries(st.sampled_from(["format", "quality", "lossless", "keep_metadata"]),
-                           values, max_size=4))  # fmt: skip
+@given(
+    raw=st.dictionaries(
+        st.sampled_from(["format", "quality", "lossless", "keep_metadata"]), values, max_size=4
+    )
+)
 def test_any_value_is_a_valid_format_or_invalid_job(raw: dict[str, Any]) -> None:
     try:
         fmt = check_output(raw)

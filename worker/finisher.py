@@ -133,6 +133,8 @@ class Finisher:
             upload_s=upload_s,
             total_s=time.monotonic() - prepared.received_at,
             nodes=item.result.node_timings if item.result else {},
+            models_s=prepared.models_s,
+            models_overlap_s=prepared.models_overlap_s,
         )
         return results.build(
             prepared.ctx,
@@ -143,6 +145,7 @@ class Finisher:
             identity=self._identity,
             warnings=[*(prepared.job.warnings if prepared.job else ()), *notes],
             cost=item.cost.fields(),
+            models=prepared.models.records if prepared.models is not None else (),
         )
 
     @staticmethod

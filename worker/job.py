@@ -66,6 +66,16 @@ class ModelSpec:
 
 
 @dataclass(frozen=True)
+class ModelFile:
+    """A job's model as the executor shows it: ``folder/name`` is ``path`` (in the cache)."""
+
+    folder: str
+    name: str
+    path: Path
+    sha256: str
+
+
+@dataclass(frozen=True)
 class OutputFormat:
     """How image outputs are stored: PNG as ComfyUI saved them, or converted after execution."""
 

@@ -131,9 +131,21 @@ names = st.one_of(
     st.sampled_from(["..", ".", "a/..", "a\\b.pt", "x.pt\x00", "x .pt", "x.pt ", "CON.pt"]),
 )
 hosts = st.sampled_from(
-    ["huggingface.co", "HuggingFace.co", "cdn.hf.co", "hf.co", "evil.com", "127.0.0.1",
-     "127.0.0.1:8443", "huggingface.co.evil.com", "evilhf.co", "[::1]", "a.b.hf.co", "%68f.co"]
-)  # fmt: skip
+    [
+        "huggingface.co",
+        "HuggingFace.co",
+        "cdn.hf.co",
+        "hf.co",
+        "evil.com",
+        "127.0.0.1",
+        "127.0.0.1:8443",
+        "huggingface.co.evil.com",
+        "evilhf.co",
+        "[::1]",
+        "a.b.hf.co",
+        "%68f.co",
+    ]
+)
 uris = st.one_of(
     st.text(max_size=80),
     st.builds(
@@ -183,11 +195,18 @@ def test_accepted_uris_are_allow_listed(uri: str, sha256: str | None) -> None:
 
 
 @settings(max_examples=200, deadline=None)
-@given(raw=st.recursive(st.none() | st.booleans() | st.integers() | st.text(max_size=20),
-                        lambda inner: st.lists(inner, max_size=4)
-                        | st.dictionaries(st.sampled_from(["uri", "folder", "name", "sha256", "x"]),
-                                          inner, max_size=5),
-                        max_leaves=12))  # fmt: skip
+@given(
+    raw=st.recursive(
+        st.none() | st.booleans() | st.integers() | st.text(max_size=20),
+        lambda inner: (
+            st.lists(inner, max_size=4)
+            | st.dictionaries(
+                st.sampled_from(["uri", "folder", "name", "sha256", "x"]), inner, max_size=5
+            )
+        ),
+        max_leaves=12,
+    )
+)
 def test_any_json_is_a_model_list_or_invalid_job(raw: Any) -> None:
     try:
         check_models(raw, LIMITS)

@@ -97,6 +97,8 @@ class AddressPolicy:
                 address = ipaddress.ip_address(text.split("%", 1)[0])
             except ValueError as exc:
                 raise AddressRefused(f"{host} resolves to {text!r}, not an address") from exc
+            if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+                address = address.ipv4_mapped  # judged (and shown) as the IPv4 it stands for
             why = self.refusal(address)
             if why is not None:
                 raise AddressRefused(
