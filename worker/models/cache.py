@@ -247,6 +247,8 @@ class ModelCache:
         """Make ``dest`` the cached blob of ``sha256`` (a hard link), if it is cached."""
         with self._locked():
             blob = self.blob_path(sha256)
+            if not blob.is_file():
+                return False
             try:
                 dest.unlink(missing_ok=True)
                 os.link(blob, dest)
