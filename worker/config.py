@@ -203,6 +203,8 @@ class ModelSettings:
                     f"MODEL_FETCH_ALLOWED_NETWORKS: {net!r} is not a CIDR such as 10.8.0.0/16"
                 )
         gb = r.number("MODEL_CACHE_MAX_GB", cls.cache_max_bytes / 1e9, 0.0, 1e6)
+        if gb <= 0:
+            r.problems.append(f"MODEL_CACHE_MAX_GB={gb} must be above 0 (fractions allowed)")
         tokens = r.text("MODEL_HOST_TOKENS")
         return cls(
             cache_max_bytes=int(gb * 1e9),

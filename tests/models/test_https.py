@@ -235,3 +235,25 @@ def test_a_stop_ends_a_download(tmp_path: Path, model_host: ModelHost, model_cer
     f = fetcher(tmp_path, model_certs, (model_host.netloc,), chunk=16 * KiB)
     with pytest.raises(Stopped):
         f.fetch((spec(model_host.url("/slow"), data),), stop)
+
+
+def test_the_token_file_is_checked_and_never_quoted(tmp_path: Path) -> None:
+    from worker.errors import ConfigError
+    from worker.models import tokens
+
+    good = tmp_path / "tokens.json"
+    good.write_text('{"HuggingFace.co": "hf_abc123", "mirror.internal:8443": "m-xyz"}')
+    loaded = tokens.load(good)
+    assert loaded.for_host("huggingface.co", 443) == "hf_abc123"
+    assert loaded.for_host("huggingface.co", 8443) is None  # a token belongs to one port
+    assert loaded.for_host("mirror.internal", 8443) == "m-xyz"
+    assert loaded.for_host("cdn.huggingface.co", 443) is None  # nor to subdomains
+    assert "hf_abc123" not in repr(loaded) + str(loaded)
+    assert tokens.load(None).for_host("huggingface.co", 443) is None
+    for text in ('{"huggingface.co": "hf_secret\\r\\nX-Evil: 1"}', '["hf_secret"]', "hf_secret"):
+        good.write_text(text)
+        with pytest.raises(ConfigError) as info:
+            tokens.load(good)
+        assert "MODEL_HOST_TOKENS" in str(info.value) and "hf_secret" not in str(info.value)
+    with pytest.raises(ConfigError, match="can't be read"):
+        tokens.load(tmp_path / "absent.json")
