@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from tests.cloud import Cloud
+from tests.modelhost import Certs, ModelHost, make_certs
 from worker.local import emulators
 
 
@@ -59,3 +60,19 @@ def cloud(
         yield c
     finally:
         c.close()
+
+
+@pytest.fixture(scope="session")
+def model_certs(tmp_path_factory: pytest.TempPathFactory) -> Certs:
+    """A self-signed CA and a server certificate for localhost, 127.0.0.1 and 127.0.0.2."""
+    return make_certs(tmp_path_factory.mktemp("model-certs"))
+
+
+@pytest.fixture
+def model_host(model_certs: Certs) -> Iterator[ModelHost]:
+    """A local HTTPS model host on 127.0.0.1 (files, redirects, tokens, faults)."""
+    host = ModelHost(model_certs).start()
+    try:
+        yield host
+    finally:
+        host.stop()

@@ -61,3 +61,34 @@ def test_required_settings_are_named() -> None:
 def test_task_index_must_fit_the_task_count() -> None:
     with pytest.raises(ConfigError, match="CLOUD_RUN_TASK_INDEX"):
         Settings.from_env({"CLOUD_RUN_TASK_INDEX": "3", "CLOUD_RUN_TASK_COUNT": "3"})
+
+
+def test_model_settings() -> None:
+    s = Settings.from_env(
+        {
+            "ALLOWED_MODEL_BUCKETS": "team-models, more-models",
+            "ALLOWED_MODEL_HOSTS": "HuggingFace.co,*.hf.co,mirror.internal:8443",
+            "MODEL_CACHE_MAX_GB": "0.5",
+            "MODEL_FETCH_ALLOWED_NETWORKS": "10.8.0.0/16",
+            "MODEL_HOST_TOKENS": "/secrets/tokens.json",
+        }
+    )
+    assert s.limits.allowed_model_buckets == ("team-models", "more-models")
+    assert s.limits.allowed_model_hosts == ("huggingface.co", "*.hf.co", "mirror.internal:8443")
+    assert s.models.cache_max_bytes == 500_000_000
+    assert str(s.models.host_tokens) == "/secrets/tokens.json"
+    defaults = Settings.from_env({})
+    assert defaults.limits.allowed_model_hosts == () == defaults.limits.allowed_model_buckets
+    assert defaults.models.cache_max_bytes == 12_000_000_000
+    with pytest.raises(ConfigError) as info:
+        Settings.from_env(
+            {
+                "ALLOWED_MODEL_HOSTS": "https://huggingface.co,ok.com",
+                "MODEL_CACHE_MAX_GB": "0",
+                "MODEL_FETCH_ALLOWED_NETWORKS": "10.0.0.300/8",
+            }
+        )
+    text = str(info.value)
+    assert "ALLOWED_MODEL_HOSTS: 'https://huggingface.co' is not a host name" in text
+    assert "MODEL_CACHE_MAX_GB=0.0 must be above 0" in text
+    assert "MODEL_FETCH_ALLOWED_NETWORKS: '10.0.0.300/8' is not a CIDR" in text

@@ -54,6 +54,9 @@ FUZZ = settings(
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
 )
 LIMITS = Limits(
+    allowed_model_buckets=("fuzz-models",),
+    allowed_model_hosts=("models.test",),
+    max_models=3,
     max_message_bytes=2_000_000,
     max_inputs=4,
     max_input_bytes=4096,
@@ -195,6 +198,34 @@ def input_file(draw: st.DrawFn) -> dict[str, Any]:
     return {"name": name, "uri": uri}
 
 
+@st.composite
+def model_entry(draw: st.DrawFn) -> Any:
+    """A ``models`` entry: well-formed, or broken in one field, or anything at all."""
+    entry = {
+        "uri": draw(
+            st.one_of(
+                st.sampled_from(
+                    [
+                        "gs://fuzz-models/l.safetensors",
+                        "gs://elsewhere/l.safetensors",
+                        "https://models.test/x.safetensors?download=1",
+                        "https://u:p@models.test/x",
+                        "https://evil.test/x",
+                        "http://models.test/x",
+                        "https://models.test/x#f",
+                    ]
+                ),
+                hostile_text(),
+            )
+        ),
+        "folder": draw(st.one_of(st.sampled_from(["loras", "checkpoints", ".."]), hostile_text())),
+        "name": draw(st.one_of(st.sampled_from(["x.safetensors", "a/b.pt", ".x.pt"]), names)),
+    }
+    if draw(st.booleans()):
+        entry["sha256"] = draw(st.one_of(st.just("ab" * 32), hostile_text(), values))
+    return draw(st.one_of(st.just(entry), values))
+
+
 workflows = st.one_of(
     st.just({"1": {"class_type": "EmptyImage", "inputs": {"width": 8, "height": 8}}}),
     st.dictionaries(
@@ -238,10 +269,17 @@ def message(draw: st.DrawFn) -> dict[str, Any]:
                         st.sampled_from(["sub/path", "campaign-7/batch-2", "/abs", "a//b"]),
                         hostile_text(),
                     )
-                }
+                },
+                optional={
+                    "format": st.one_of(st.sampled_from(["png", "webp", "jpeg", "gif"]), values),
+                    "quality": st.one_of(st.integers(-5, 105), values),
+                    "lossless": values,
+                    "keep_metadata": values,
+                },
             ),
             values,
         ),
+        "models": st.one_of(st.lists(model_entry(), max_size=4), values),
         "metadata": st.one_of(st.dictionaries(hostile_text(), values, max_size=4), values),
         "version": st.one_of(st.just(1), values),
     }

@@ -21,6 +21,9 @@ if TYPE_CHECKING:
     from worker.cost import CostMeter
 
 MiB = 1024 * 1024
+GiB = 1024 * MiB
+# An https model host: ``host``, ``host:port`` or ``*.domain`` (any subdomain), lower-case.
+_MODEL_HOST = re.compile(r"(\*\.)?[a-z0-9]([a-z0-9-]{0,62}\.)*[a-z0-9-]{1,63}(:[0-9]{1,5})?")
 N = TypeVar("N", int, float)
 
 
@@ -133,6 +136,11 @@ class Limits:
     allowed_input_buckets: tuple[str, ...] = ()  # empty: only the output bucket; "*": any
     max_pixels_per_job: int = 2**28  # width x height x batch x frames of one image/latent node
     max_input_pixels: int = 89_478_485  # one decoded input image (PIL's own default, enforced)
+    allowed_model_buckets: tuple[str, ...] = ()  # gs:// models may come from; empty: none; "*"
+    allowed_model_hosts: tuple[str, ...] = ()  # https:// model hosts; empty: none
+    max_models: int = 16  # entries of a job's ``models``
+    max_model_bytes: int = 8 * GiB  # one model a job brings
+    max_total_model_bytes: int = 12 * GiB  # all of them together
 
     @classmethod
     def read(cls, r: _Reader) -> Limits:
@@ -149,6 +157,60 @@ class Limits:
             allowed_input_buckets=r.items("ALLOWED_INPUT_BUCKETS"),
             max_pixels_per_job=r.integer("MAX_PIXELS_PER_JOB", cls.max_pixels_per_job, 1),
             max_input_pixels=r.integer("MAX_INPUT_PIXELS", cls.max_input_pixels, 1),
+            allowed_model_buckets=r.items("ALLOWED_MODEL_BUCKETS"),
+            allowed_model_hosts=_model_hosts(r, "ALLOWED_MODEL_HOSTS"),
+            max_models=r.integer("MAX_MODELS", cls.max_models, 0, 256),
+            max_model_bytes=r.integer("MAX_MODEL_BYTES", cls.max_model_bytes, 1),
+            max_total_model_bytes=r.integer("MAX_TOTAL_MODEL_BYTES", cls.max_total_model_bytes, 1),
+        )
+
+
+def _model_hosts(r: _Reader, name: str) -> tuple[str, ...]:
+    hosts = tuple(h.lower() for h in r.items(name))
+    for host in hosts:
+        if not _MODEL_HOST.fullmatch(host):
+            r.problems.append(
+                f"{name}: {host!r} is not a host name, host:port or *.domain "
+                "(e.g. huggingface.co,*.hf.co)"
+            )
+    return hosts
+
+
+@dataclass(frozen=True)
+class ModelSettings:
+    """Models that jobs bring (``models`` in the job message): their cache and their fetching.
+
+    The cache lives in ``ComfySettings.model_cache_dir`` with the manifest's models and counts
+    them; ``allowed_networks`` exempts CIDRs (an internal mirror) from the refusal of private,
+    loopback and link-local addresses; the metadata server is refused whatever it says.
+    """
+
+    cache_max_bytes: int = 12_000_000_000  # MODEL_CACHE_MAX_GB, in bytes
+    host_tokens: Path | None = None  # a JSON file {host: token} (a mounted secret)
+    allowed_networks: tuple[str, ...] = ()
+    fetch_timeout_s: float = 900.0  # one model's whole download
+
+    @classmethod
+    def read(cls, r: _Reader) -> ModelSettings:
+        import ipaddress
+
+        networks = r.items("MODEL_FETCH_ALLOWED_NETWORKS")
+        for net in networks:
+            try:
+                ipaddress.ip_network(net, strict=False)
+            except ValueError:
+                r.problems.append(
+                    f"MODEL_FETCH_ALLOWED_NETWORKS: {net!r} is not a CIDR such as 10.8.0.0/16"
+                )
+        gb = r.number("MODEL_CACHE_MAX_GB", cls.cache_max_bytes / 1e9, 0.0, 1e6)
+        if gb <= 0:
+            r.problems.append(f"MODEL_CACHE_MAX_GB={gb} must be above 0 (fractions allowed)")
+        tokens = r.text("MODEL_HOST_TOKENS")
+        return cls(
+            cache_max_bytes=int(gb * 1e9),
+            host_tokens=Path(tokens) if tokens else None,
+            allowed_networks=networks,
+            fetch_timeout_s=r.number("MODEL_FETCH_TIMEOUT_S", cls.fetch_timeout_s, 1.0, 86_400.0),
         )
 
 
@@ -421,6 +483,7 @@ class Settings:
     timeouts: Timeouts = field(default_factory=Timeouts)
     identity: Identity = field(default_factory=Identity)
     comfy: ComfySettings = field(default_factory=ComfySettings)
+    models: ModelSettings = field(default_factory=ModelSettings)
     producer: ProducerSettings = field(default_factory=ProducerSettings)
     cost: CostSettings = field(default_factory=CostSettings)
     observability: ObservabilitySettings = field(default_factory=ObservabilitySettings)
@@ -454,6 +517,7 @@ class Settings:
             timeouts=Timeouts.read(r),
             identity=Identity.read(r),
             comfy=ComfySettings.read(r, project),
+            models=ModelSettings.read(r),
             producer=ProducerSettings.read(r),
             cost=CostSettings.read(r),
             observability=ObservabilitySettings.read(r),

@@ -25,6 +25,7 @@ class ErrorType(StrEnum):
     INVALID_JOB = "invalid_job"  # the message is not a readable, valid job
     INVALID_WORKFLOW = "invalid_workflow"  # the workflow fails ComfyUI's validation
     MISSING_MODEL = "missing_model"  # a model file the workflow names is not installed
+    MODEL_ERROR = "model_error"  # a model the job brings (``models``) can't be fetched or used
     INPUT_ERROR = "input_error"  # an input could not be fetched or decoded
     EXECUTION_ERROR = "execution_error"  # a node raised while running this job's inputs
     OOM = "oom"  # the job needs more GPU/host memory than the worker has

@@ -15,10 +15,11 @@ from typing import Any
 
 from worker import logs, metrics, outputs
 from worker import result as results
-from worker.config import Identity
+from worker.config import Identity, Limits
 from worker.errors import ErrorType, JobFailed
 from worker.eventtypes import Post, RecordDone, RecordFailed, Recording, start_thread
 from worker.ledger import Ledger, Recorded
+from worker.output_format import convert
 from worker.prepare import Prepared
 from worker.storage.base import ObjectStore
 from worker.tracing import NO_TRACER, Tracer
@@ -34,8 +35,10 @@ class Finisher:
         identity: Identity,
         post: Post,
         tracer: Tracer = NO_TRACER,
+        max_pixels: int = Limits.max_pixels_per_job,
     ) -> None:
         self._tracer = tracer
+        self._max_pixels = max_pixels  # the largest output image converted (output.format)
         self._store = store
         self._ledger = ledger
         self._identity = identity
@@ -90,15 +93,20 @@ class Finisher:
     def _document(self, item: Recording) -> dict[str, Any]:
         prepared = item.prepared
         outcome, stored, upload_s = item.outcome, [], 0.0
+        notes: list[str] = []
         if outcome is None and item.result is not None:
             started = time.monotonic()
             try:
-                stored = outputs.upload(item.result.outputs, prepared.ctx.folder, self._store)
+                files = list(item.result.outputs)
+                if prepared.job is not None:  # WebP/JPEG: converted here, off the GPU's time
+                    fmt = prepared.job.output_format
+                    files, notes = convert(files, fmt, self._max_pixels)
+                stored = outputs.upload(files, prepared.ctx.folder, self._store)
             except JobFailed as exc:
                 outcome = exc
             upload_s = time.monotonic() - started
             self._tracer.phase(prepared.delivery.message_id, "upload", started)
-        doc = self._build(item, outcome, stored, upload_s)
+        doc = self._build(item, outcome, stored, upload_s, notes)
         try:
             results.encode(doc)
         except results.ResultTooLarge as exc:
@@ -106,11 +114,16 @@ class Finisher:
                 ErrorType.EXECUTION_ERROR,
                 f"{exc}: produce fewer output files (their listing must fit result.json)",
             )
-            doc = self._build(item, too_large, [], upload_s)
+            doc = self._build(item, too_large, [], upload_s, notes)
         return doc
 
     def _build(
-        self, item: Recording, outcome: BaseException | None, stored: list[Any], upload_s: float
+        self,
+        item: Recording,
+        outcome: BaseException | None,
+        stored: list[Any],
+        upload_s: float,
+        notes: list[str],
     ) -> dict[str, Any]:
         prepared = item.prepared
         error = outcome if isinstance(outcome, JobFailed) else None
@@ -120,6 +133,8 @@ class Finisher:
             upload_s=upload_s,
             total_s=time.monotonic() - prepared.received_at,
             nodes=item.result.node_timings if item.result else {},
+            models_s=prepared.models_s,
+            models_overlap_s=prepared.models_overlap_s,
         )
         return results.build(
             prepared.ctx,
@@ -128,8 +143,9 @@ class Finisher:
             error=error,
             timings=timings,
             identity=self._identity,
-            warnings=prepared.job.warnings if prepared.job else (),
+            warnings=[*(prepared.job.warnings if prepared.job else ()), *notes],
             cost=item.cost.fields(),
+            models=prepared.models.records if prepared.models is not None else (),
         )
 
     @staticmethod

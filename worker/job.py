@@ -14,6 +14,7 @@ from typing import Any, Literal
 
 JobForm = Literal["v1", "runpod"]
 OutputKind = Literal["image", "video", "audio", "text", "file"]
+ImageFormat = Literal["png", "webp", "jpeg"]
 
 
 @dataclass(frozen=True)
@@ -50,6 +51,41 @@ class InputFile:
 
 
 @dataclass(frozen=True)
+class ModelSpec:
+    """A model the job brings: fetched into the model cache before it runs (``worker.models``).
+
+    ``uri`` is ``gs://bucket/key`` or ``https://host/path``; ``folder`` a ComfyUI model folder;
+    ``name`` a single file name, what the workflow's loader names. All checked at parse time
+    (``worker.models.spec``).
+    """
+
+    uri: str
+    folder: str
+    name: str
+    sha256: str | None = None  # lower-case hex; required for https
+
+
+@dataclass(frozen=True)
+class ModelFile:
+    """A job's model as the executor shows it: ``folder/name`` is ``path`` (in the cache)."""
+
+    folder: str
+    name: str
+    path: Path
+    sha256: str
+
+
+@dataclass(frozen=True)
+class OutputFormat:
+    """How image outputs are stored: PNG as ComfyUI saved them, or converted after execution."""
+
+    format: ImageFormat = "png"
+    quality: int | None = None  # 1-100 (webp, jpeg); None: the default (90)
+    lossless: bool = False  # webp only
+    keep_metadata: bool = False  # carry the PNG's text (workflow, prompt) over as EXIF
+
+
+@dataclass(frozen=True)
 class Job:
     """A parsed, validated job. ``workflow`` is a ComfyUI API-format prompt.
 
@@ -66,6 +102,8 @@ class Job:
     pipeline: str | None = None
     params: Mapping[str, Any] | None = None
     warnings: tuple[str, ...] = ()  # things the message asked for that this worker ignores
+    models: tuple[ModelSpec, ...] = ()
+    output_format: OutputFormat = field(default_factory=OutputFormat)
 
 
 @dataclass(frozen=True)

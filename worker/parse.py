@@ -18,14 +18,27 @@ from worker import jsonsafe, logs
 from worker.bounded import echo, safe_str
 from worker.config import Limits
 from worker.errors import ErrorType, JobFailed
-from worker.job import Delivery, InputFile, Job
+from worker.job import Delivery, InputFile, Job, OutputFormat
+from worker.models.spec import check_models
+from worker.output_format import FORMAT_FIELDS, check_output
 from worker.validate import check_inputs, check_metadata, check_prefix, check_workflow
 
 log = logging.getLogger(__name__)
 
 JOB_ID = re.compile(r"[A-Za-z0-9._-]{1,128}")
-V1_FIELDS = ("version", "job_id", "workflow", "pipeline", "params", "inputs", "output", "metadata")
-RUNPOD_INPUT_FIELDS = ("workflow", "images", "comfy_org_api_key")
+V1_FIELDS = (
+    "version",
+    "job_id",
+    "workflow",
+    "pipeline",
+    "params",
+    "inputs",
+    "models",
+    "output",
+    "metadata",
+)
+RUNPOD_INPUT_FIELDS = ("workflow", "images", "models", "comfy_org_api_key")
+OUTPUT_FIELDS = ("prefix", *FORMAT_FIELDS)
 RUNPOD_IGNORED = {  # Runpod delivery options with no meaning here, and what to use instead
     "webhook": "subscribe to the results topic or watch result.json in GCS",
     "policy": "timeouts and retries are set by JOB_TIMEOUT_S and the subscription",
@@ -34,7 +47,9 @@ RUNPOD_IGNORED = {  # Runpod delivery options with no meaning here, and what to 
 
 class PipelineRenderer(Protocol):
     def render(self, name: str, params: Mapping[str, Any]) -> Any:
-        """Return an object with ``workflow`` and ``params``; raise ``JobFailed`` if invalid."""
+        """Return an object with ``workflow`` and ``params`` (and optionally ``models``, raw
+        model entries its parameters add, and ``output``, the pipeline's default
+        ``OutputFormat``); raise ``JobFailed`` if invalid."""
         ...
 
 
@@ -130,10 +145,10 @@ class Parser:
 
     def _prefix(self, body: Mapping[str, Any]) -> str:
         output = body.get("output", {})
-        if not isinstance(output, dict) or set(output) - {"prefix"}:
+        if not isinstance(output, dict) or set(output) - set(OUTPUT_FIELDS):
             raise _invalid(
-                '"output" must be an object with only "prefix", e.g. '
-                '{"prefix": "campaign-7/batch-2"}'
+                f'"output" must be an object with some of {list(OUTPUT_FIELDS)}, e.g. '
+                '{"prefix": "campaign-7/batch-2", "format": "webp", "quality": 90}'
             )
         return check_prefix(output.get("prefix", ""), self.limits.max_prefix_chars)
 
@@ -146,7 +161,10 @@ class Parser:
         version = body.get("version", 1)
         if version != 1 or isinstance(version, bool):
             raise _invalid(f"version {echo(version)} is not supported; use 1")
-        workflow, pipeline, params = self._workflow(body)
+        workflow, pipeline, params, rendered = self._workflow(body)
+        models = body.get("models", [])
+        if rendered is not None and isinstance(models, list):
+            models = models + list(getattr(rendered, "models", None) or [])
         return Job(
             job_id=job_id,
             workflow=workflow,
@@ -156,11 +174,13 @@ class Parser:
             form="v1",
             pipeline=pipeline,
             params=params,
+            models=check_models(models, self.limits),
+            output_format=check_output(body.get("output", {}), _default_output(rendered)),
         )
 
     def _workflow(
         self, body: Mapping[str, Any]
-    ) -> tuple[dict[str, Any], str | None, dict[str, Any] | None]:
+    ) -> tuple[dict[str, Any], str | None, dict[str, Any] | None, Any]:
         has_workflow, has_pipeline = "workflow" in body, "pipeline" in body
         if has_workflow == has_pipeline:
             raise _invalid(
@@ -170,14 +190,14 @@ class Parser:
         if has_workflow:
             if "params" in body:
                 raise _invalid('"params" only goes with "pipeline"')
-            return check_workflow(body["workflow"]), None, None
+            return check_workflow(body["workflow"]), None, None, None
         name, params = body["pipeline"], body.get("params", {})
         if not isinstance(name, str) or not isinstance(params, dict):
             raise _invalid('"pipeline" must be a name and "params" an object')
         if self.pipelines is None:
             raise _invalid("this worker has no pipelines configured (PIPELINES_DIR)")
         rendered = self.pipelines.render(name, params)
-        return check_workflow(rendered.workflow), name, dict(rendered.params)
+        return check_workflow(rendered.workflow), name, dict(rendered.params), rendered
 
     def _runpod(self, job_id: str, body: Mapping[str, Any], delivery: Delivery) -> Job:
         unknown = sorted(set(body) - {"input", *RUNPOD_IGNORED})  # noqa: RUF100
@@ -213,6 +233,7 @@ class Parser:
             inputs=check_inputs(inputs, self.limits, self.output_bucket),
             form="runpod",
             warnings=tuple(warnings),
+            models=check_models(inner.get("models", []), self.limits),
         )
 
     def _refuse(self, delivery: Delivery, message: str) -> Any:
@@ -228,6 +249,11 @@ def _runpod_image(index: int, image: Any) -> Any:
 
 def _invalid(message: str) -> JobFailed:
     return JobFailed(ErrorType.INVALID_JOB, message)
+
+
+def _default_output(rendered: Any) -> OutputFormat | None:
+    default = getattr(rendered, "output", None)
+    return default if isinstance(default, OutputFormat) else None
 
 
 def _as_clause(refusal: str) -> str:

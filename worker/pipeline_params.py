@@ -2,20 +2,27 @@
 
 ``Param.check`` validates a value from a job message (JSON types, strictly); ``Param.from_text``
 reads one from a command line (``--param width=768``) and then checks it the same way.
+
+A ``model`` parameter takes a model the job brings: a ``gs://`` or ``https://`` URI, with its
+hash as ``{"uri": ..., "sha256": ...}`` or as ``URI#sha256=HEX`` (required for https). It becomes
+an entry of the job's ``models`` in the declared ``folder`` (checked against the allow-lists like
+any other) and the node inputs it sets get the file name the worker gives it.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import math
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Literal, cast
 
 from worker.bounded import echo
 
-ParamType = Literal["int", "float", "string", "bool", "seed", "file"]
-TYPES: tuple[ParamType, ...] = ("int", "float", "string", "bool", "seed", "file")
+ParamType = Literal["int", "float", "string", "bool", "seed", "file", "model"]
+TYPES: tuple[ParamType, ...] = ("int", "float", "string", "bool", "seed", "file", "model")
 SEED_MAX = 2**64 - 1  # KSampler's own maximum
 DEFAULT_MAX_LENGTH = 10_000
 _SPEC_KEYS = {
@@ -29,7 +36,11 @@ _SPEC_KEYS = {
     "choices",
     "max_length",
     "description",
+    "folder",
 }
+_FOLDER = re.compile(r"[a-z][a-z0-9_]{0,63}")
+_SHA256 = re.compile(r"[0-9a-fA-F]{64}")
+MAX_MODEL_URI = 2048
 
 
 class ParamError(ValueError):
@@ -62,9 +73,16 @@ class Param:
     choices: tuple[Any, ...] | None = None
     max_length: int = DEFAULT_MAX_LENGTH
     description: str = ""
+    folder: str | None = None  # model parameters: the ComfyUI model folder
 
     def describe(self) -> str:
         """``int 64..2048, multiple of 8, default 512`` and the like."""
+        if self.type == "model":
+            need = "required" if self.required else f"default {self.default!r}"
+            return (
+                f'model for {self.folder}: "gs://..." or "https://...#sha256=HEX" or '
+                f'{{"uri", "sha256"}}, {need}'
+            )
         parts: list[str] = [self.type]
         if self.choices is not None:
             parts.append("one of " + ", ".join(map(str, self.choices)))
@@ -86,6 +104,8 @@ class Param:
 
     def check(self, value: Any) -> Any:
         """Return ``value`` in its canonical form, or raise ``ParamError``."""
+        if self.type == "model":
+            return self._model(value)
         want = f"parameter {echo(self.name)} must be {self.describe()}; got {echo(value)}"
         try:
             value = self._typed(value, f"{want} ({_json_type(value)})")
@@ -127,6 +147,39 @@ class Param:
             raise ParamError(f"{want}: a relative file name without '..'")
         return value
 
+    def _model(self, value: Any) -> dict[str, Any]:
+        """``{"uri", "sha256"}`` (sha256 None when not given); the allow-lists come later."""
+        want = f"parameter {echo(self.name)} must be a {self.describe()}; got {echo(value)}"
+        if isinstance(value, str):
+            uri, _, fragment = value.partition("#")
+            sha: Any = fragment.removeprefix("sha256=") if fragment else None
+            if fragment and not fragment.startswith("sha256="):
+                raise ParamError(want)
+        elif isinstance(value, dict) and "uri" in value and set(value) <= {"uri", "sha256"}:
+            uri, sha = value["uri"], value.get("sha256")
+        else:
+            raise ParamError(want)
+        if (
+            not isinstance(uri, str)
+            or not uri.startswith(("gs://", "https://"))
+            or len(uri) > MAX_MODEL_URI
+            or (sha is not None and (not isinstance(sha, str) or not _SHA256.fullmatch(sha)))
+        ):
+            raise ParamError(want)
+        return {"uri": uri, "sha256": sha.lower() if sha else None}
+
+    def model_entry(self, value: dict[str, Any]) -> dict[str, Any]:
+        """The ``models`` entry a checked model value becomes, named after its hash (or URI),
+        so that one name never stands for two files."""
+        uri, sha = value["uri"], value["sha256"]
+        digest = sha or hashlib.sha256(uri.encode()).hexdigest()
+        base = uri.split("?", 1)[0].rsplit("/", 1)[-1].lower()
+        ext = next((e for e in _MODEL_EXTENSIONS if base.endswith(e)), ".safetensors")
+        if uri.startswith("https://") and ext not in (".safetensors", ".sft"):
+            ext = ".safetensors"
+        entry = {"uri": uri, "folder": self.folder, "name": f"{self.name}-{digest[:16]}{ext}"}
+        return entry | ({"sha256": sha} if sha else {})
+
     def from_text(self, text: str) -> Any:
         """Read a command-line value: ints accept ``0x`` hex (colours), bools true/false."""
         try:
@@ -146,6 +199,9 @@ class Param:
                 raise ParamError(f"parameter {self.name!r} must be true or false; got {echo(text)}")
             return self.check(lowered in ("true", "1", "yes"))
         return self.check(text)
+
+
+_MODEL_EXTENSIONS = (".safetensors", ".sft", ".ckpt", ".pt2", ".pt", ".bin", ".pth", ".pkl")
 
 
 def _number(value: float) -> str:
@@ -191,6 +247,7 @@ def _check_spec(spec: dict[str, Any]) -> None:
         raise ParamError(f"'type' is {ptype!r}; allowed: {', '.join(TYPES)}")
     if ptype not in ("int", "float", "seed") and {"min", "max", "step"} & spec.keys():
         raise ParamError(f"'min', 'max' and 'step' apply to numbers, not to {ptype}")
+    _check_folder(ptype, spec)
     for key in ("min", "max"):
         if key in spec and (not isinstance(spec[key], int | float) or isinstance(spec[key], bool)):
             raise ParamError(f"'{key}' must be a number")
@@ -210,6 +267,14 @@ def _check_spec(spec: dict[str, Any]) -> None:
         raise ParamError("needs a 'default' (only seeds may omit it: they default to random)")
 
 
+def _check_folder(ptype: Any, spec: dict[str, Any]) -> None:
+    if (ptype == "model") != ("folder" in spec):
+        raise ParamError("a model parameter needs a 'folder' (and only model parameters have one)")
+    folder = spec.get("folder")
+    if ptype == "model" and not (isinstance(folder, str) and _FOLDER.fullmatch(folder)):
+        raise ParamError("'folder' must be a ComfyUI model folder such as loras")
+
+
 def parse_param(name: str, spec: Any, workflow: Mapping[str, Any]) -> Param:
     """Build a ``Param`` from its declaration in a pipeline file, checking it fully."""
     if not isinstance(spec, dict):
@@ -227,6 +292,7 @@ def parse_param(name: str, spec: Any, workflow: Mapping[str, Any]) -> Param:
         choices=tuple(choices) if choices is not None else None,
         max_length=spec.get("max_length", DEFAULT_MAX_LENGTH),
         description=str(spec.get("description", "")),
+        folder=spec.get("folder"),
     )
     default = spec.get("default")
     if default is None:

@@ -8,9 +8,12 @@ inputs it sets (``"sets": ["3.seed"]`` is input ``seed`` of node ``3``)::
      "params": {"width": {"type": "int", "default": 512, "min": 64, "max": 2048, "step": 8,
                           "sets": ["5.width"], "description": "..."}}}
 
-Types: ``int``, ``float``, ``string``, ``bool``, ``seed`` (an int; random when omitted) and
-``file`` (the name of one of the job's input files). Files are checked when the catalog loads, so a
-broken pipeline stops the worker at start-up rather than failing jobs one by one.
+Types: ``int``, ``float``, ``string``, ``bool``, ``seed`` (an int; random when omitted),
+``file`` (the name of one of the job's input files) and ``model`` (a model the job brings, by URI,
+for the declared ``folder``: it becomes a ``models`` entry and the node inputs get its file name).
+A pipeline may also declare a default ``output`` (``{"format": "webp", "quality": 90}``). Files
+are checked when the catalog loads, so a broken pipeline stops the worker at start-up rather
+than failing jobs one by one.
 """
 
 from __future__ import annotations
@@ -21,16 +24,19 @@ import json
 import re
 import secrets
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from worker.bounded import echo
 from worker.errors import ConfigError, ErrorType, JobFailed
+from worker.job import OutputFormat
+from worker.models.spec import redact
+from worker.output_format import check_output
 from worker.pipeline_params import Param, ParamError, parse_param
 
 _NAME = re.compile(r"[a-z0-9][a-z0-9._-]{0,63}")
-_FILE_KEYS = {"description", "workflow", "params"}
+_FILE_KEYS = {"description", "workflow", "params", "output"}
 
 
 def random_seed() -> int:
@@ -45,10 +51,14 @@ class PipelineError(ConfigError):
 @dataclass(frozen=True)
 class Rendered:
     """A pipeline turned into a workflow. ``params`` has every parameter: the job's values, the
-    defaults for the rest, and the seed that was drawn when none was given."""
+    defaults for the rest, and the seed that was drawn when none was given (a model's URI
+    without its query string). ``models`` are the entries its model parameters add to the
+    job's, ``output`` the pipeline's default output format."""
 
     workflow: dict[str, Any]
     params: dict[str, Any]
+    models: list[dict[str, Any]] = field(default_factory=list)
+    output: OutputFormat | None = None
 
 
 @dataclass(frozen=True)
@@ -57,6 +67,7 @@ class Pipeline:
     description: str
     workflow: Mapping[str, Any]
     params: Mapping[str, Param]
+    output: OutputFormat | None = None
 
     def allowed(self) -> str:
         """One line per parameter, for error messages and ``python -m worker pipelines``."""
@@ -108,7 +119,19 @@ def _load_one(path: Path) -> Pipeline:
     description = doc.get("description", "")
     if not isinstance(description, str):
         raise PipelineError(f"{where}: 'description' must be a string")
-    return Pipeline(name, description, workflow, params)
+    return Pipeline(name, description, workflow, params, _output(doc, where))
+
+
+def _output(doc: dict[str, Any], where: str) -> OutputFormat | None:
+    """The pipeline's default ``output`` format, if it declares one."""
+    if "output" not in doc:
+        return None
+    if not isinstance(doc["output"], dict) or "prefix" in doc["output"]:
+        raise PipelineError(f"{where}: 'output' must be an object of format fields, no prefix")
+    try:
+        return check_output(doc["output"])
+    except JobFailed as exc:
+        raise PipelineError(f"{where}: {exc.message}") from exc
 
 
 class PipelineCatalog:
@@ -169,10 +192,17 @@ class PipelineCatalog:
                 message += f". Parameters: {pipeline.allowed()}"
             raise JobFailed(ErrorType.INVALID_JOB, message, details={"problems": problems})
         workflow = copy.deepcopy(dict(pipeline.workflow))
+        models: list[dict[str, Any]] = []
         for pname, param in pipeline.params.items():
+            value = resolved[pname]
+            if param.type == "model":
+                entry = param.model_entry(value)
+                models.append(entry)
+                value = entry["name"]
+                resolved[pname] = {**resolved[pname], "uri": redact(entry["uri"]), "name": value}
             for node_id, input_name in param.targets:
-                workflow[node_id]["inputs"][input_name] = resolved[pname]
-        return Rendered(workflow=workflow, params=resolved)
+                workflow[node_id]["inputs"][input_name] = value
+        return Rendered(workflow, resolved, models, pipeline.output)
 
     def _resolve(self, param: Param, given: Mapping[str, Any]) -> Any:
         if param.name in given and given[param.name] is not None:

@@ -2,9 +2,10 @@
 
 Parse it; place it in the namespace (claim its folder); if the folder is not new, wait while
 this process still holds another copy of the job, ask the ledger whether an earlier attempt
-finished it, and count earlier attempts that crashed; then stage its inputs. The runner does this
-for the next message while the current one executes, so the GPU never waits on it. A message
-that can't or needn't run comes back with ``early`` or ``existing`` set.
+finished it, and count earlier attempts that crashed; then stage its inputs and fetch the models
+it brings (``worker.models.fetch``, pinned in the cache until the message is settled). The
+runner does this for the next message while the current one executes, so the GPU never waits on
+it. A message that can't or needn't run comes back with ``early`` or ``existing`` set.
 
 Whatever a message holds, ``prepare`` returns: an exception nobody classified becomes the job's
 own failure (``invalid_job`` before staging, ``input_error`` while staging, ``oom`` for
@@ -29,7 +30,9 @@ from worker.errors import ErrorType, JobFailed, Stopped, WorkerBroken, WorkerErr
 from worker.inputs import stage
 from worker.job import Delivery, Job
 from worker.ledger import Existing, Ledger
+from worker.models.fetch import JobModels, ModelFetcher
 from worker.namespace import Namespace, Placement
+from worker.overlap import BusyClock
 from worker.parse import Parser, Refused
 from worker.result import JobContext, job_folder
 from worker.storage.base import AccessDenied, ObjectStore
@@ -52,6 +55,9 @@ class Prepared:
     attempt: int = 1  # the number this job's next execution attempt records
     settled: bool = False
     rounds: int = 0  # recording rounds tried (an upload retried from the kept outputs)
+    models: JobModels | None = None  # the models it brings, pinned in the cache
+    models_s: float = 0.0  # fetching them (not part of inputs_s)
+    models_overlap_s: float = 0.0  # of which the executor was running another job
 
     @property
     def runnable(self) -> bool:
@@ -70,6 +76,9 @@ class Prepared:
     def cleanup(self) -> None:
         if self.workdir is not None:
             shutil.rmtree(self.workdir, ignore_errors=True)
+        if self.models is not None:  # its models may be evicted again
+            models, self.models = self.models, None
+            models.release()
 
 
 class Preparer:
@@ -80,12 +89,16 @@ class Preparer:
         settings: Settings,
         namespace: Namespace,
         ledger: Ledger,
+        models: ModelFetcher | None = None,
+        busy: BusyClock | None = None,
     ) -> None:
         self._parser = parser
         self._store = store
         self._settings = settings
         self._namespace = namespace
         self._ledger = ledger
+        self._models = models
+        self._busy = busy or BusyClock()
 
     def prepare(self, delivery: Delivery, stop: threading.Event) -> Prepared:
         received = time.monotonic()
@@ -96,7 +109,7 @@ class Preparer:
         else:
             prepared = self._accepted(delivery, job, stop)
         prepared.received_at = received
-        prepared.inputs_s = time.monotonic() - received
+        prepared.inputs_s = time.monotonic() - received - prepared.models_s
         if prepared.early is not None or prepared.existing is not None:
             prepared.cleanup()
         return prepared
@@ -129,7 +142,7 @@ class Preparer:
         except Exception as exc:
             self._bookkeeping_failed(prepared, exc)
             return prepared
-        self._stage(prepared, job)
+        self._stage(prepared, job, stop)
         return prepared
 
     def _look_back(self, prepared: Prepared, placed: Placement, stop: threading.Event) -> bool:
@@ -148,13 +161,15 @@ class Preparer:
             return False
         return True
 
-    def _stage(self, prepared: Prepared, job: Job) -> None:
+    def _stage(self, prepared: Prepared, job: Job, stop: threading.Event) -> None:
         try:
             name = f"{job.job_id}.{uuid.uuid4().hex[:8]}"
             prepared.workdir = self._settings.work_dir / "jobs" / name
             prepared.input_dir.mkdir(parents=True)
             prepared.output_dir.mkdir()
             stage(job.inputs, prepared.input_dir, self._store, self._settings.limits)
+            if job.models:
+                self._fetch_models(prepared, job, stop)
         except WorkerError as exc:
             prepared.early = exc
         except MemoryError:
@@ -167,6 +182,25 @@ class Preparer:
                 ErrorType.INPUT_ERROR,
                 f"staging the inputs failed ({type(exc).__name__}: {safe_str(exc, 300)})",
             )
+
+    def _fetch_models(self, prepared: Prepared, job: Job, stop: threading.Event) -> None:
+        if self._models is None:
+            raise JobFailed(ErrorType.MODEL_ERROR, "this worker does not fetch job models")
+        started = time.monotonic()
+        try:
+            prepared.models = self._models.fetch(job.models, stop)
+        except (WorkerError, MemoryError):
+            raise
+        except Exception as exc:  # a bug meeting this job's models: still its own failure
+            _log_unexpected("models", exc, prepared.delivery)
+            raise JobFailed(
+                ErrorType.MODEL_ERROR,
+                f"fetching the job's models failed unexpectedly ({type(exc).__name__})",
+            ) from None
+        finally:
+            ended = time.monotonic()
+            prepared.models_s = ended - started
+            prepared.models_overlap_s = self._busy.overlap(started, ended)
 
     def _context(
         self, delivery: Delivery, job_id: str, folder: str, job: Job | None = None

@@ -1,8 +1,8 @@
 """The result document: ``result.json`` and the completion event carry the same JSON.
 
-Version 1 fields: ``version, job_id, status, outputs[], error, timings, gpu_seconds, billed_s,
-cost_usd, delivery_attempt, worker, metadata, result_uri, message_id, form, pipeline, params,
-warnings, finished_at``. Event attributes:
+Version 1 fields: ``version, job_id, status, outputs[], models[], error, timings, gpu_seconds,
+billed_s, cost_usd, delivery_attempt, worker, metadata, result_uri, message_id, form, pipeline,
+params, warnings, finished_at``. Event attributes:
 ``job_id`` and ``status``. Consumers must tolerate duplicates (at-least-once) and unknown fields.
 """
 
@@ -45,10 +45,14 @@ class Timings:
     upload_s: float = 0.0
     total_s: float = 0.0
     nodes: Mapping[str, float] = field(default_factory=dict)
+    models_s: float = 0.0  # fetching the job's own models (0 when it brings none)
+    models_overlap_s: float = 0.0  # of models_s, while the executor ran another job
 
     def to_dict(self) -> dict[str, Any]:
         doc: dict[str, Any] = {
             "inputs_s": round(self.inputs_s, 4),
+            "models_s": round(self.models_s, 4),
+            "models_overlap_s": round(self.models_overlap_s, 4),
             "execution_s": round(self.execution_s, 4),
             "upload_s": round(self.upload_s, 4),
             "total_s": round(self.total_s, 4),
@@ -82,12 +86,16 @@ def build(
     identity: Identity,
     warnings: Sequence[str] = (),
     cost: Mapping[str, Any] | None = None,
+    models: Sequence[Mapping[str, Any]] = (),
 ) -> dict[str, Any]:
     return {
         "version": VERSION,
         "job_id": ctx.job_id,
         "status": status,
         "outputs": [o.to_dict() for o in outputs],
+        # The job's own models: folder, name, sha256, size, source (cache | download), uri
+        # (without its query string).
+        "models": [dict(m) for m in models],
         "error": error.to_dict() if error else None,
         "timings": timings.to_dict(),
         **(cost or {}),  # gpu_seconds, billed_s, cost_usd (worker.cost)

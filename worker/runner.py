@@ -54,7 +54,9 @@ from worker.executor.base import ExecRequest, Executor
 from worker.fates import Fates
 from worker.finisher import Finisher
 from worker.ledger import Ledger
+from worker.models.fetch import ModelFetcher
 from worker.namespace import Namespace
+from worker.overlap import BusyClock, BusyExecutor
 from worker.parse import Parser
 from worker.prefetch import Prefetcher
 from worker.prepare import Prepared, Preparer
@@ -104,6 +106,7 @@ class Runner:
         progress_publisher: EventPublisher | None = None,
         started_at: float | None = None,
         tracer: Tracer = NO_TRACER,
+        models: ModelFetcher | None = None,
     ) -> None:
         assert settings.output_uri is not None
         self._tracer = tracer
@@ -118,21 +121,23 @@ class Runner:
         self._stop_requested_at: float | None = None  # set by stop(), maybe in a signal handler
         self._health = Health(settings.max_consecutive_transient)
         self._ledger = Ledger(store, publisher)
-        preparer = Preparer(
-            parser, store, settings, Namespace(store, settings.output_uri), self._ledger
-        )
+        busy = BusyClock()  # when the executor runs: what a model fetch overlapped
+        namespace = Namespace(store, settings.output_uri)
+        preparer = Preparer(parser, store, settings, namespace, self._ledger, models, busy)
         post = self._inbox.put
         self._prefetch = Prefetcher(
             source, preparer, settings.output_uri, self._t.pull_s, post, self._stop
         )
         self._exec = ExecutorThread(
-            executor,
+            BusyExecutor(executor, busy),
             Markers(store, settings.identity),
             post,
             self._stop,
             sync=settings.max_crashed_attempts > 0,
         )
-        self._finisher = Finisher(store, self._ledger, settings.identity, post, tracer)
+        self._finisher = Finisher(
+            store, self._ledger, settings.identity, post, tracer, settings.limits.max_pixels_per_job
+        )
         self._settler = Settler(source, post, tracer)
         self._meter = settings.cost.meter(self._started_at)  # cost share-out (worker.cost)
         self._fates = Fates(self._finisher, self._settler, self._ledger, self._health, self._meter)
@@ -320,6 +325,7 @@ class Runner:
             prepared.input_dir,
             prepared.output_dir,
             progress=self._progress.sink_for(job.job_id),
+            models=prepared.models.files if prepared.models is not None else (),
         )
         after = None
         if self._running is None:

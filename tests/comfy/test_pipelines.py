@@ -37,11 +37,16 @@ def _png() -> bytes:
 
 def _params(name: str) -> dict[str, Any]:
     params = CATALOG.get(name).params
-    return {"prompt": "a lighthouse"} if "prompt" in params else {}
+    out: dict[str, Any] = {"prompt": "a lighthouse"} if "prompt" in params else {}
+    for pname, param in params.items():  # a model the job would bring: a placeholder below
+        if param.type == "model":
+            out[pname] = f"gs://test-models/{pname}.safetensors"
+    return out
 
 
 def _placeholder_models(comfy: ComfyHarness, name: str) -> list[str]:
-    """Create empty files for the models the pipeline names by default; return their names."""
+    """Create empty files for the models the pipeline names by default, and for those its
+    model parameters would bring; return their names."""
     made = []
     for pname, param in CATALOG.get(name).params.items():
         folder = MODEL_PARAMS.get(pname)
@@ -50,6 +55,11 @@ def _placeholder_models(comfy: ComfyHarness, name: str) -> list[str]:
             path.parent.mkdir(parents=True, exist_ok=True)
             path.touch()
             made.append(f"{folder}/{param.default}")
+    for entry in CATALOG.render(name, _params(name)).models:
+        path = comfy.models_dir / entry["folder"] / entry["name"]
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.touch()
+        made.append(f"{entry['folder']}/{entry['name']}")
     return made
 
 

@@ -5,8 +5,11 @@ same double works in-process and behind ``python -m worker run`` (``EXECUTOR=
 tests.fakes.scripted:build``) without any test-only configuration:
 
 - ``sleep_s``: how long the run takes (interruptible unless ``ignore_interrupt``);
-- ``outputs``: ``[{"name": "a.png", "bytes": N}]`` or ``[{"name": "t.txt", "text": "..."}]``;
+- ``outputs``: ``[{"name": "a.png", "bytes": N}]``, ``[{"name": "t.txt", "text": "..."}]`` or
+  ``[{"name": "a.png", "png": [width, height]}]`` (a real PNG, with a ``workflow`` text chunk);
 - ``copy_inputs``: also output every staged input file under ``inputs/<name>``;
+- ``list_models``: also output ``models.txt``, a line ``<folder>/<name> <sha256 of its bytes>``
+  per model the request shows (the job's own models, as the executor received them);
 - ``fail``: ``"transient"``, ``"broken"``, ``"crash"`` (an unclassified exception) or an
   ``ErrorType`` value such as ``"execution_error"`` (a JobFailed);
 - ``record``: a file path; one line ``<job_id>`` is appended per execution (counts runs across
@@ -18,6 +21,7 @@ tests.fakes.scripted:build``) without any test-only configuration:
 
 from __future__ import annotations
 
+import hashlib
 import os
 import signal
 import threading
@@ -71,6 +75,8 @@ class ScriptedExecutor:
         if fail:
             _raise(str(fail))
         outputs = [_write(request.output_dir, spec) for spec in script.get("outputs", [])]
+        if script.get("list_models"):
+            outputs.append(_list_models(request))
         if script.get("copy_inputs"):
             for path in sorted(p for p in request.input_dir.rglob("*") if p.is_file()):
                 name = "inputs/" + str(path.relative_to(request.input_dir))
@@ -122,10 +128,26 @@ def _raise(kind: str) -> None:
     raise JobFailed(ErrorType(kind), f"scripted: {kind}", node_id="1")
 
 
+def _list_models(request: ExecRequest) -> ProducedFile:
+    lines = [
+        f"{m.folder}/{m.name} {hashlib.sha256(m.path.read_bytes()).hexdigest()}"
+        for m in request.models
+    ]
+    path = request.output_dir / "models.txt"
+    path.write_text("".join(f"{line}\n" for line in lines))
+    return ProducedFile(path, "models.txt", "text", node_id="1")
+
+
 def _write(directory: Path, spec: dict[str, Any]) -> ProducedFile:
     path = directory / spec["name"]
     path.parent.mkdir(parents=True, exist_ok=True)
-    if "text" in spec:
+    if "png" in spec:
+        from PIL import Image, PngImagePlugin
+
+        info = PngImagePlugin.PngInfo()
+        info.add_text("workflow", '{"scripted": true}')
+        Image.new("RGB", tuple(spec["png"]), (200, 30, 90)).save(path, pnginfo=info)
+    elif "text" in spec:
         path.write_text(spec["text"])
     else:
         path.write_bytes(os.urandom(int(spec.get("bytes", 100))))

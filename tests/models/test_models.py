@@ -195,3 +195,37 @@ def test_manifest_errors_name_the_entry_and_field(doc: str, expect: str) -> None
     with pytest.raises(ConfigError, match="MODEL_MANIFEST") as caught:
         manifest.parse(doc)
     assert expect in str(caught.value)
+
+
+def test_the_manifest_and_jobs_share_one_cache(bucket: storage.Bucket, tmp_path: Path) -> None:
+    from worker.models.cache import ModelCache
+
+    job_brought, listed = os.urandom(200_000), os.urandom(100_000)
+    # A job brought this model before (its blob is in the cache); the manifest lists it too.
+    cache = ModelCache(tmp_path, 10**9)
+    tmp = cache.tmp_path("k")
+    tmp.write_bytes(job_brought)
+    cache.put(tmp, sha(job_brought), "a-job")
+    entries = [
+        {
+            "source": f"gs://{bucket.name}/gone.safetensors",
+            "folder": "loras",
+            "size": len(job_brought),
+            "sha256": sha(job_brought),
+        },
+        {
+            "source": put(bucket, "m/base.safetensors", listed),
+            "folder": "checkpoints",
+            "size": len(listed),
+            "sha256": sha(listed),
+        },
+    ]
+    parsed = manifest.parse(json.dumps({"models": entries}))
+    ModelSync(parsed, tmp_path, MiB, workers=2, cas_max_bytes=10**9).run()  # no object to download
+    lora = tmp_path / "loras" / "gone.safetensors"
+    assert lora.read_bytes() == job_brought
+    assert lora.stat().st_ino == cache.blob_path(sha(job_brought)).stat().st_ino  # linked
+    base = tmp_path / "checkpoints" / "base.safetensors"
+    shared = cache.blob_path(sha(listed))  # the manifest's download is now a blob for jobs too
+    assert shared.read_bytes() == listed and shared.stat().st_ino == base.stat().st_ino
+    assert cache.acquire(sha(listed), "another-job") is not None

@@ -61,6 +61,8 @@ def test_pipeline_errors_are_configuration_errors(tmp_path: Path) -> None:
         ({"workflow": {"1": {"inputs": {}}}, "params": {}}, "node '1' needs 'class_type'"),
         ({"workflow": WORKFLOW, "params": []}, "'params' must be an object"),
         ({"workflow": WORKFLOW, "params": {}, "description": 3}, "'description' must be"),
+        ({"workflow": WORKFLOW, "params": {}, "output": {"format": "gif"}}, "png, webp, jpeg"),
+        ({"workflow": WORKFLOW, "params": {}, "output": {"prefix": "x"}}, "no prefix"),
     ],
 )
 def test_malformed_files(tmp_path: Path, doc: Any, expected: str) -> None:
@@ -86,6 +88,10 @@ def test_malformed_files(tmp_path: Path, doc: Any, expected: str) -> None:
         ({"type": "bool", "default": 1, "sets": ["1.width"]}, "the default does not fit"),
         ({"type": "int", "default": 1, "required": "yes", "sets": ["1.width"]}, "'required'"),
         ("int", "the declaration must be an object"),
+        ({"type": "model", "required": True, "sets": ["1.width"]}, "needs a 'folder'"),
+        ({"type": "int", "default": 1, "folder": "loras", "sets": ["1.width"]}, "needs a 'folder'"),
+        ({"type": "model", "folder": "../x", "required": True, "sets": ["1.width"]}, "'folder'"),
+        ({"type": "model", "folder": "loras", "default": "ftp://x", "sets": ["1.width"]}, "fit"),
     ],
 )
 def test_bad_parameter_declarations(tmp_path: Path, spec: Any, expected: str) -> None:

@@ -23,6 +23,13 @@ GOLDEN_PARAMS: dict[str, dict[str, Any]] = {
     "sdxl-txt2img": {"prompt": "a red fox", "negative_prompt": "blurry", "seed": 42},
     "img2img": {"prompt": "watercolour", "image": "photos/cat.png", "seed": 1, "denoise": 0.45},
     "upscale": {"image": "small.png", "model": "4x-UltraSharp.pth", "rescale": 0.5},
+    "sd15-lora": {
+        "prompt": "a lighthouse in watercolour",
+        "seed": 7,
+        "lora": "https://huggingface.co/org/repo/resolve/main/watercolour.safetensors?download=1"
+        "#sha256=" + "ab" * 32,
+        "lora_strength": 0.6,
+    },
 }
 
 
@@ -95,7 +102,7 @@ def _rejects(catalog: PipelineCatalog, name: str, params: Any) -> str:
 def test_unknown_pipeline_lists_the_available_ones(catalog: PipelineCatalog) -> None:
     message = _rejects(catalog, "sd3", {})
     assert "unknown pipeline 'sd3'" in message
-    assert "demo-invert, img2img, sd15-txt2img, sdxl-txt2img, upscale" in message
+    assert "demo-invert, img2img, sd15-lora, sd15-txt2img, sdxl-txt2img, upscale" in message
 
 
 def test_unknown_parameter_lists_the_allowed_ones(catalog: PipelineCatalog) -> None:
@@ -161,3 +168,47 @@ def test_command_line_values_are_checked(catalog: PipelineCatalog) -> None:
     assert param.from_text("2.5") == 2.5
     with pytest.raises(ValueError, match="parameter 'cfg' must be float"):
         param.from_text("lots")
+
+
+def test_a_model_parameter_becomes_a_models_entry(catalog: PipelineCatalog) -> None:
+    from worker.config import Limits
+    from worker.job import Delivery, ModelSpec, OutputFormat
+    from worker.parse import Parser, Refused
+
+    lora = "gs://team-models/loras/watercolour.safetensors"
+    body = {"pipeline": "sd15-lora", "params": {"prompt": "x", "lora": lora}}
+    delivery = Delivery("m", json.dumps(body).encode(), {}, 1, None)
+    parser = Parser(Limits(allowed_model_buckets=("team-models",)), "out", catalog)
+    job = parser.parse(delivery)
+    (spec,) = job.models
+    assert spec == ModelSpec(lora, "loras", spec.name) and spec.name.startswith("lora-")
+    assert job.workflow["10"]["inputs"]["lora_name"] == spec.name
+    assert job.output_format == OutputFormat("webp", 90)  # the pipeline's default
+    with_format = {**body, "output": {"format": "jpeg"}}
+    delivery = Delivery("m", json.dumps(with_format).encode(), {}, 1, None)
+    assert parser.parse(delivery).output_format == OutputFormat("jpeg")
+    # The URI still has to come from an allowed place.
+    with pytest.raises(Refused) as info:
+        Parser(Limits(), "out", catalog).parse(
+            Delivery("m", json.dumps(body).encode(), {}, 1, None)
+        )
+    assert "ALLOWED_MODEL_BUCKETS" in info.value.error.message
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        "file:///etc/passwd",
+        "https://h/x.safetensors#frag",
+        "https://h/x.safetensors#sha256=zz",
+        {"uri": "gs://b/x", "extra": 1},
+        {"sha256": "ab" * 32},
+        7,
+    ],
+)
+def test_bad_model_values(catalog: PipelineCatalog, value: Any) -> None:
+    with pytest.raises(JobFailed) as info:
+        catalog.render("sd15-lora", {"prompt": "x", "lora": value})
+    assert (
+        info.value.error_type is ErrorType.INVALID_JOB and "parameter 'lora'" in info.value.message
+    )

@@ -19,6 +19,7 @@ from worker.errors import ConfigError
 from worker.events.pubsub import PubSubPublisher
 from worker.executor.base import Executor
 from worker.exitcodes import ExitCode
+from worker.models.fetch import ModelFetcher
 from worker.parse import Parser, PipelineRenderer
 from worker.runner import ExitReason, Runner
 from worker.sources.base import JobSource
@@ -134,6 +135,7 @@ def _run(
         progress_publisher=progress,
         started_at=started,
         tracer=tracer,
+        models=ModelFetcher.from_settings(settings),
     )
 
     def on_signal(signum: int, frame: FrameType | None) -> None:

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
-from worker.job import ProducedFile
+from worker.job import ModelFile, ProducedFile
 
 
 @dataclass(frozen=True)
@@ -33,7 +33,9 @@ class ExecRequest:
 
     The runner has already staged the job's inputs into ``input_dir``; the executor writes outputs
     under ``output_dir``. Both directories belong to this job alone and are removed by the runner
-    after the outputs are uploaded.
+    after the outputs are uploaded. ``models`` are the job's own model files (``models`` in the
+    message), fetched and pinned in the cache: the executor shows each under its folder and name
+    for this job only.
     """
 
     job_id: str
@@ -41,6 +43,7 @@ class ExecRequest:
     input_dir: Path
     output_dir: Path
     progress: ProgressSink | None = None
+    models: tuple[ModelFile, ...] = ()
 
 
 @dataclass(frozen=True)

@@ -41,10 +41,18 @@ def object_size(gcs: storage.Client, uri: str) -> int | None:
     return None if blob is None else int(blob.size or 0)
 
 
-def download(gcs: storage.Client, uri: str, dest: Path, chunk_bytes: int, workers: int) -> None:
-    """Download ``uri`` to ``dest`` with ``workers`` parallel ranged requests."""
+def download(
+    gcs: storage.Client,
+    uri: str,
+    dest: Path,
+    chunk_bytes: int,
+    workers: int,
+    generation: int | None = None,
+) -> None:
+    """Download ``uri`` (that ``generation`` of it, if given) to ``dest`` with ``workers``
+    parallel ranged requests."""
     bucket, key = gsuri.split(uri)
-    blob = gcs.bucket(bucket).blob(key)
+    blob = gcs.bucket(bucket).blob(key, generation=generation)
     blob.reload()
     if (blob.size or 0) <= chunk_bytes:
         blob.download_to_filename(str(dest), checksum="crc32c")

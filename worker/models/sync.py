@@ -4,6 +4,11 @@ Files already there and verified are skipped; others are downloaded to ``<name>.
 verified against the manifest's size and checksum, and renamed into place, so a half-written or
 corrupt file is never seen by ComfyUI. A download that fails verification is retried once (it
 may have been damaged in transit) and then reported with both checksums.
+
+The manifest shares the model cache of jobs' own models (``worker.models.cache``): an entry with
+a ``sha256`` that a job already brought is linked from the cache instead of downloaded, and
+each verified entry with a ``sha256`` is linked into the cache (a hard link, no copy), so a job
+naming that hash needs no download.
 """
 
 from __future__ import annotations
@@ -20,6 +25,7 @@ from worker import logs
 from worker.config import Settings
 from worker.errors import ConfigError, WorkerBroken
 from worker.models import gcs, manifest, verify
+from worker.models.cache import ModelCache
 from worker.models.manifest import ModelEntry
 
 log = logging.getLogger(__name__)
@@ -65,12 +71,19 @@ class Fetch:
 
 class ModelSync:
     def __init__(
-        self, entries: tuple[ModelEntry, ...], cache_dir: Path, chunk_bytes: int, workers: int
+        self,
+        entries: tuple[ModelEntry, ...],
+        cache_dir: Path,
+        chunk_bytes: int,
+        workers: int,
+        cas_max_bytes: int | None = None,
     ) -> None:
         self.entries = entries
         self.cache_dir = cache_dir
         self._chunk_bytes = chunk_bytes
         self._workers = workers
+        self._cas_max_bytes = cas_max_bytes  # share with jobs' model cache (None: don't)
+        self._cas: ModelCache | None = None
 
     @classmethod
     def from_settings(cls, settings: Settings) -> ModelSync | None:
@@ -83,6 +96,7 @@ class ModelSync:
             cache_dir,
             c.model_chunk_mib * 1024 * 1024,
             c.model_download_workers,
+            settings.models.cache_max_bytes,
         )
 
     def folders(self) -> dict[str, Path]:
@@ -100,13 +114,20 @@ class ModelSync:
         started = time.perf_counter()
         fetched = skipped = 0
         gcs_client: storage.Client | None = None
-        for entry in self.entries:
-            if self._verified(entry):
-                skipped += 1
-                continue
-            gcs_client = gcs_client or gcs.client()
-            self._fetch(gcs_client, entry)
-            fetched += 1
+        if self._cas_max_bytes is not None:
+            self._cas = ModelCache(self.cache_dir, self._cas_max_bytes)
+        try:
+            for entry in self.entries:
+                if self._verified(entry) or self._from_cache(entry):
+                    skipped += 1
+                else:
+                    gcs_client = gcs_client or gcs.client()
+                    self._fetch(gcs_client, entry)
+                    fetched += 1
+                self._share(entry)
+        finally:
+            if self._cas is not None:
+                self._cas.close()
         logs.event(
             log,
             "models.synced",
@@ -128,6 +149,25 @@ class ModelSync:
             return True
         logs.event(log, "models.stale", logging.WARNING, model=entry.relpath, problem=problem)
         return False
+
+    def _from_cache(self, entry: ModelEntry) -> bool:
+        """Link the file from the jobs' model cache when a job brought the same bytes."""
+        if self._cas is None or entry.sha256 is None:
+            return False
+        dest = entry.path_in(self.cache_dir)
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        if not self._cas.link_out(entry.sha256, dest):
+            return False
+        if verify.check(dest, entry) is None:
+            verify.mark(self.cache_dir, entry)
+            return True
+        dest.unlink(missing_ok=True)  # a cached blob that no longer matches: download instead
+        return False
+
+    def _share(self, entry: ModelEntry) -> None:
+        path = entry.path_in(self.cache_dir)
+        if self._cas is not None and entry.sha256 is not None and path.exists():
+            self._cas.adopt(path, entry.sha256)
 
     def _fetch(self, gcs_client: storage.Client, entry: ModelEntry) -> None:
         dest = entry.path_in(self.cache_dir)

@@ -23,6 +23,7 @@ from worker.executor.base import ExecRequest, ExecResult
 from worker.executor.comfy import failures, gpu, run, warmup
 from worker.executor.comfy.boot import Comfy, boot
 from worker.executor.comfy.failures import memory_recovered
+from worker.executor.comfy.jobmodels import JobModelFolders
 from worker.executor.comfy.progress import RunMonitor
 from worker.executor.comfy.requirements import missing_requirement
 
@@ -42,6 +43,7 @@ class ComfyExecutor:
         self._interrupt = threading.Event()
         self._last_gc = 0.0
         self._baseline_bytes = 0
+        self._job_models = JobModelFolders(self._work / "job-models")  # each job's own models
         self.boot_s: float | None = None
 
     # -- start ----------------------------------------------------------------------------
@@ -156,6 +158,7 @@ class ComfyExecutor:
                 gpu.device_problem if comfy.cuda else failures.no_device,
             )
             try:
+                self._job_models.show(comfy, request.models)
                 return run.execute(comfy, request, monitor, guards)
             except WorkerError:
                 raise
