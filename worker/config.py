@@ -164,6 +164,7 @@ class Timeouts:
     lease_extension_s: float = 60.0  # each ack-deadline extension; also the redelivery delay
     pull_s: float = 3.0  # one synchronous pull's wait when the subscription is empty
     service_retry_s: float = 60.0  # retry Pub/Sub and GCS calls this long before giving up
+    cancel_check_s: float = 2.0  # a running job's cancel marker is looked for this often; 0: off
 
     @classmethod
     def read(cls, r: _Reader) -> Timeouts:
@@ -176,6 +177,7 @@ class Timeouts:
             lease_extension_s=r.number("LEASE_EXTENSION_S", cls.lease_extension_s, 10.0, 600.0),
             pull_s=r.number("PULL_TIMEOUT_S", cls.pull_s, 1.5, 60.0),
             service_retry_s=r.number("SERVICE_RETRY_S", cls.service_retry_s, 1.0, 3600.0),
+            cancel_check_s=r.number("CANCEL_CHECK_S", cls.cancel_check_s, 0.0, 600.0),
         )
 
 

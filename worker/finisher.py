@@ -123,7 +123,7 @@ class Finisher:
         )
         return results.build(
             prepared.ctx,
-            status="failed" if error else "succeeded",
+            status=_status(error),
             outputs=stored,
             error=error,
             timings=timings,
@@ -145,6 +145,9 @@ class Finisher:
         if not error:
             logs.event(log, "job.succeeded", outputs=len(doc["outputs"]), **fields)
             return
+        if doc["status"] == "cancelled":
+            logs.event(log, "job.cancelled", error=error.get("message"), **fields)
+            return
         logs.event(
             log,
             "job.failed",
@@ -154,3 +157,9 @@ class Finisher:
             node_id=error.get("node_id"),
             **fields,
         )
+
+
+def _status(error: JobFailed | None) -> results.Status:
+    if error is None:
+        return "succeeded"
+    return "cancelled" if error.error_type is ErrorType.CANCELLED else "failed"

@@ -30,7 +30,7 @@ class ResultTooLarge(Exception):
     """The document is over ``MAX_RESULT_BYTES`` even trimmed: its outputs list alone is."""
 
 
-Status = Literal["succeeded", "failed"]
+Status = Literal["succeeded", "failed", "cancelled"]
 
 
 def job_folder(output_uri: str, prefix: str, job_id: str) -> str:
