@@ -120,6 +120,7 @@ class Finisher:
             upload_s=upload_s,
             total_s=time.monotonic() - prepared.received_at,
             nodes=item.result.node_timings if item.result else {},
+            queue_s=_queue_s(prepared),
         )
         return results.build(
             prepared.ctx,
@@ -163,3 +164,12 @@ def _status(error: JobFailed | None) -> results.Status:
     if error is None:
         return "succeeded"
     return "cancelled" if error.error_type is ErrorType.CANCELLED else "failed"
+
+
+def _queue_s(prepared: Prepared) -> float | None:
+    """Publish time (Pub/Sub) or request time (HTTP) -> received by this worker."""
+    published = prepared.delivery.published_at
+    if published is None:
+        return None
+    received = time.time() - (time.monotonic() - prepared.received_at)
+    return max(0.0, received - published)

@@ -56,3 +56,11 @@ class JobRef:
         except JobFailed as exc:
             raise BadReference(f"the job id's prefix part is invalid: {exc.message}") from exc
         return cls(job_id, prefix)
+
+
+def ref_of_folder(output_uri: str, folder: str) -> JobRef:
+    """The job whose folder is ``folder`` (under ``output_uri``)."""
+    root = output_uri.rstrip("/") + "/"
+    if not folder.startswith(root):
+        raise BadReference(f"{folder} is not under OUTPUT_URI ({output_uri})")
+    return JobRef.parse(folder[len(root) :].replace("/", SEP))

@@ -45,6 +45,7 @@ class Timings:
     upload_s: float = 0.0
     total_s: float = 0.0
     nodes: Mapping[str, float] = field(default_factory=dict)
+    queue_s: float | None = None  # publish (or HTTP request) -> received, when the source knows
 
     def to_dict(self) -> dict[str, Any]:
         doc: dict[str, Any] = {
@@ -53,6 +54,8 @@ class Timings:
             "upload_s": round(self.upload_s, 4),
             "total_s": round(self.total_s, 4),
         }
+        if self.queue_s is not None:
+            doc["queue_s"] = round(self.queue_s, 4)
         if self.nodes:
             doc["nodes"] = {k: round(v, 4) for k, v in self.nodes.items()}
         return doc

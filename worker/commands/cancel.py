@@ -17,7 +17,7 @@ from worker import cancel
 from worker.commands.status import add_job_arguments, folder_of
 from worker.config import Settings
 from worker.exitcodes import ExitCode
-from worker.jobref import BadReference, JobRef
+from worker.jobref import BadReference, ref_of_folder
 
 
 def register(sub: Any) -> None:
@@ -39,7 +39,7 @@ def main(args: argparse.Namespace, settings: Settings) -> int:
     assert settings.output_uri is not None
     try:
         folder = folder_of(settings, args.job_id, args.prefix)
-        ref = _ref_of(settings.output_uri, folder)
+        ref = ref_of_folder(settings.output_uri, folder)
     except BadReference as exc:
         print(f"error: {args.job_id!r}: {exc}", file=sys.stderr)
         return ExitCode.USAGE
@@ -55,14 +55,6 @@ def main(args: argparse.Namespace, settings: Settings) -> int:
         return ExitCode.JOBS_FAILED
     print(f"{args.job_id} cancelled ({'marker written' if outcome.written else 'already'})")
     return ExitCode.OK
-
-
-def _ref_of(output_uri: str, folder: str) -> JobRef:
-    """The job a folder under OUTPUT_URI belongs to (a gs:// argument is checked the same way)."""
-    root = output_uri.rstrip("/") + "/"
-    if not folder.startswith(root):
-        raise BadReference(f"{folder} is not under OUTPUT_URI ({output_uri})")
-    return JobRef.parse(folder[len(root) :].replace("/", "~"))
 
 
 def _who() -> str:
