@@ -164,7 +164,9 @@ class App:
         outcome = self._run_here(body)
         doc = self._document(outcome)
         if request.args.get("inline", "").lower() in ("1", "true", "yes"):
-            doc["output"] = runpod.outputs(doc, self._store, self._settings.http.inline_max_bytes)
+            doc["output"] = runpod.outputs(
+                doc, self._store, self._settings.http.inline_max_bytes, with_result=False
+            )
         error = doc.get("error") if isinstance(doc.get("error"), dict) else None
         status = 200 if doc.get("status") == "succeeded" else 500
         if error is not None:

@@ -67,9 +67,14 @@ def _worker_id(worker: dict[str, Any]) -> str | None:
 
 
 def outputs(
-    result: dict[str, Any], store: ObjectStore | None = None, inline_max_bytes: int = 0
+    result: dict[str, Any],
+    store: ObjectStore | None = None,
+    inline_max_bytes: int = 0,
+    *,
+    with_result: bool = True,
 ) -> dict[str, Any]:
-    """worker-comfyui's ``output`` shape: images and other files, inlined while they fit."""
+    """worker-comfyui's ``output`` shape: images and other files, inlined while they fit, and
+    (``with_result``) the result document itself."""
     images: list[dict[str, Any]] = []
     files: list[dict[str, Any]] = []
     left = inline_max_bytes
@@ -88,7 +93,9 @@ def outputs(
                 item["type"], item["data"] = "base64", base64.b64encode(data).decode("ascii")
                 left -= len(data)
         (images if entry.get("kind") == "image" else files).append(item)
-    doc: dict[str, Any] = {"images": images, "files": files, "result": result}
+    doc: dict[str, Any] = {"images": images, "files": files}
+    if with_result:
+        doc["result"] = result
     if not images and result.get("status") == "succeeded":
         doc["status"] = "success_no_images"  # as worker-comfyui says it
     return doc
