@@ -23,6 +23,11 @@ if __name__ == "__main__":
 
     sys.exit(main(sys.argv[1:]))
 
-from worker.http.app import create_app
+import functions_framework
+from werkzeug.exceptions import HTTPException
+
+from worker.http.app import create_app, framework_error
 
 app = create_app()
+# Errors raised by functions-framework's own routing, before ``app`` runs, answer JSON as well.
+functions_framework.errorhandler(HTTPException)(framework_error)

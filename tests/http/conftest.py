@@ -37,7 +37,8 @@ class Server:
         return f"{self.base}{path}"
 
     def get(self, path: str, key: str | None = KEY, **kw: Any) -> requests.Response:
-        return requests.get(self.url(path), headers=_auth(key), timeout=kw.pop("timeout", 60), **kw)
+        headers = {**_auth(key), **kw.pop("headers", {})}
+        return requests.get(self.url(path), headers=headers, timeout=kw.pop("timeout", 60), **kw)
 
     def post(
         self, path: str, body: Any = None, key: str | None = KEY, **kw: Any

@@ -337,6 +337,16 @@ def build_app(
     return App(settings, keys, store, gateway, service)
 
 
+def framework_error(exc: HTTPException) -> Response:
+    """What functions-framework's own Flask app answers before our function is called (a path
+    its routing can't match, such as one holding a newline): JSON too, never an HTML page."""
+    status = exc.code or 400
+    kind = {404: ErrorKind.NOT_FOUND, 405: ErrorKind.METHOD_NOT_ALLOWED}.get(
+        status, ErrorKind.INVALID_REQUEST
+    )
+    return HttpError(status, kind, str(exc.description or exc.name)).response()
+
+
 def _exit_process(reason: ExitReason) -> None:
     """The runner stopped for good: let Cloud Run (or gunicorn's arbiter) replace this process."""
     code = ExitCode.OK if reason is ExitReason.STOPPED else ExitCode.WORKER_BROKEN
