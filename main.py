@@ -16,6 +16,7 @@ free port, and checks ``/healthz`` (and, with ``COMFYUI_DIR`` set, ``/ready`` an
 
 from __future__ import annotations
 
+import os
 import sys
 
 if __name__ == "__main__":
@@ -28,6 +29,6 @@ from werkzeug.exceptions import HTTPException
 
 from worker.http.app import create_app, framework_error
 
-app = create_app()
+app = create_app(os.environ)  # the environment is read here, once, as worker/cli.py does
 # Errors raised by functions-framework's own routing, before ``app`` runs, answer JSON as well.
 functions_framework.errorhandler(HTTPException)(framework_error)

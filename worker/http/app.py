@@ -292,7 +292,7 @@ def _state_of(doc: Mapping[str, Any]) -> Any:
 
 
 def create_app(
-    env: Mapping[str, str] | None = None,
+    env: Mapping[str, str],
     on_halt: Callable[[ExitReason], None] | None = None,
 ) -> Callable[[Request], Response]:
     """The HTTP function for ``functions-framework --target=app``, which takes only a plain
@@ -306,7 +306,7 @@ def create_app(
 
 
 def build_app(
-    env: Mapping[str, str] | None = None,
+    env: Mapping[str, str],
     on_halt: Callable[[ExitReason], None] | None = None,
 ) -> App:
     """Read the settings and wire the app; nothing starts until the first request.
@@ -316,7 +316,7 @@ def build_app(
     from worker.http.wiring import wire
 
     try:
-        settings = Settings.from_env(os.environ if env is None else env)
+        settings = Settings.from_env(env)
         settings.require("OUTPUT_URI", *(("RESULTS_TOPIC",) if settings.http.execute else ()))
         keys = KeyCheck(load_keys(settings.http.api_keys_file, settings.http.api_keys))
     except ConfigError as exc:
