@@ -60,6 +60,7 @@ COPY --from=build /opt/venv /opt/venv
 COPY --from=build --chown=worker:worker /opt/comfyui /opt/comfyui
 COPY --chown=worker:worker worker /app/worker
 COPY --chown=worker:worker pipelines /app/pipelines
+COPY --chown=worker:worker main.py /app/main.py
 RUN /opt/venv/bin/python -m compileall -q /app
 ENV PATH=/opt/venv/bin:${PATH} \
     PYTHONPATH=/app \
@@ -70,4 +71,6 @@ ENV PATH=/opt/venv/bin:${PATH} \
 USER 10001:10001
 WORKDIR /app
 ENTRYPOINT ["python", "-m", "worker"]
-CMD ["run"]
+# One image, two shapes: the Cloud Run service (service.yaml) runs this default, HTTP mode;
+# the jobs set their own args (jobs.yaml: [run], jobs-dispatch.yaml: [dispatch]).
+CMD ["serve"]

@@ -10,6 +10,7 @@ locals {
     "monitoring.googleapis.com",
     "pubsub.googleapis.com",
     "run.googleapis.com",
+    "secretmanager.googleapis.com",
     "storage.googleapis.com",
   ]
   tracing_services = var.enable_tracing ? ["cloudtrace.googleapis.com"] : []

@@ -31,16 +31,29 @@ resource "google_pubsub_topic_iam_member" "worker_publishes_results" {
   member = local.worker_member
 }
 
-# Create-only: the worker never overwrites (if_generation_match=0) nor deletes an object.
+# Create-only: the worker never overwrites (if_generation_match=0) nor deletes an object; and
+# never beside the dispatcher's lock objects (a worker could otherwise take or fake a slot).
 resource "google_storage_bucket_iam_member" "worker_creates_outputs" {
   bucket = google_storage_bucket.outputs.name
   role   = "roles/storage.objectCreator"
   member = local.worker_member
+  condition {
+    title      = "not-dispatch-locks"
+    expression = "!resource.name.startsWith(\"projects/_/buckets/${google_storage_bucket.outputs.name}/objects/_dispatch/\")"
+  }
 }
 
-# Reads result.json (redelivered jobs) and inputs staged in the output bucket.
+# Reads result.json (redelivered jobs) and the job folders' markers.
 resource "google_storage_bucket_iam_member" "worker_reads_outputs" {
   bucket = google_storage_bucket.outputs.name
+  role   = "roles/storage.objectViewer"
+  member = local.worker_member
+}
+
+# Inputs come from their own bucket (ALLOWED_INPUT_BUCKETS in jobs.yaml and service.yaml), not
+# from the outputs: a job can't name another job's outputs as its input.
+resource "google_storage_bucket_iam_member" "worker_reads_inputs" {
+  bucket = google_storage_bucket.inputs.name
   role   = "roles/storage.objectViewer"
   member = local.worker_member
 }
@@ -72,12 +85,17 @@ resource "google_project_iam_member" "dispatcher_reads_backlog" {
   member  = local.dispatch_member
 }
 
-# Project-wide because the jobs are created by `gcloud run jobs replace` after this apply, and a
-# binding on a job needs the job to exist. The role can run jobs (with overrides), not change them.
+# Granted on the project, because the jobs are created by `gcloud run jobs replace` after this
+# apply and a binding on a job needs the job to exist; an IAM condition limits it to the worker
+# job (and its executions). The role can run a job (with overrides), not change it.
 resource "google_project_iam_member" "dispatcher_runs_jobs" {
   project = var.project_id
   role    = "roles/run.jobsExecutorWithOverrides"
   member  = local.dispatch_member
+  condition {
+    title      = "worker-job-only"
+    expression = "resource.name.startsWith(\"projects/${var.project_id}/locations/${var.region}/jobs/comfy-worker\")"
+  }
 }
 
 resource "google_storage_bucket_iam_member" "dispatcher_creates_locks" {
@@ -128,6 +146,12 @@ resource "google_service_account_iam_member" "deployer_acts_as_worker" {
 
 resource "google_service_account_iam_member" "deployer_acts_as_dispatcher" {
   service_account_id = google_service_account.dispatcher.name
+  role               = "roles/iam.serviceAccountUser"
+  member             = local.deploy_member
+}
+
+resource "google_service_account_iam_member" "deployer_acts_as_service" {
+  service_account_id = google_service_account.service.name
   role               = "roles/iam.serviceAccountUser"
   member             = local.deploy_member
 }

@@ -74,3 +74,24 @@ resource "google_storage_bucket" "manifests" {
 
   depends_on = [google_project_service.enabled]
 }
+
+# Job inputs (gs:// URIs in job messages, `submit`'s uploads: SUBMIT_INPUT_URI). Kept apart from
+# the outputs so that ALLOWED_INPUT_BUCKETS never lets a job read another job's results.
+resource "google_storage_bucket" "inputs" {
+  name                        = "${var.project_id}-comfy-inputs"
+  location                    = var.region
+  uniform_bucket_level_access = true
+  public_access_prevention    = "enforced"
+  force_destroy               = var.force_destroy_buckets
+
+  lifecycle_rule {
+    condition {
+      age = var.output_retention_days
+    }
+    action {
+      type = "Delete"
+    }
+  }
+
+  depends_on = [google_project_service.enabled]
+}

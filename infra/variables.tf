@@ -48,3 +48,13 @@ variable "enable_tracing" {
   type        = bool
   default     = false
 }
+
+variable "service_invokers" {
+  description = "Principals allowed to call the HTTP service comfy-service (roles/run.invoker on it), e.g. [\"user:me@example.com\", \"serviceAccount:app@p.iam.gserviceaccount.com\"]. Leave empty until `gcloud run services replace service.yaml` has created the service (a binding on a service needs the service to exist), then apply again. Never allUsers: the service stays private."
+  type        = list(string)
+  default     = []
+  validation {
+    condition     = alltrue([for m in var.service_invokers : !contains(["allUsers", "allAuthenticatedUsers"], m)])
+    error_message = "The service is private: grant roles/run.invoker to named principals, not allUsers or allAuthenticatedUsers."
+  }
+}

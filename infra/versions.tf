@@ -21,6 +21,7 @@ data "google_project" "this" {
 locals {
   pubsub_agent    = "serviceAccount:service-${data.google_project.this.number}@gcp-sa-pubsub.iam.gserviceaccount.com"
   worker_member   = "serviceAccount:${google_service_account.worker.email}"
+  service_member  = "serviceAccount:${google_service_account.service.email}"
   dispatch_member = "serviceAccount:${google_service_account.dispatcher.email}"
   deploy_member   = "serviceAccount:${google_service_account.deployer.email}"
 }

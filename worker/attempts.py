@@ -10,7 +10,9 @@ Markers (names are stable; the README lists them, and status/cancel commands bui
 - ``F/.attempt-<n>.released``: written (create-once) when attempt ``n`` ended without taking its
   process down, before the process starts anything else; holds ``outcome`` (``succeeded``,
   ``failed``, ``interrupted``, ``transient``, ``stopped``) and ``ended_at``.
-- ``F/.cancel``: reserved for a ``cancel`` command.
+- ``F/.cancel``: written (create-once) by ``cancel`` (``worker.cancel``): a job whose marker
+  is found before it starts never runs; one found while it runs is interrupted
+  (``worker.cancelwatch``).
 
 An attempt with a record, no release and no ``result.json`` ended with its process (a segfault
 in a node, an OOM kill, a run that ignored its interrupt, a ``WorkerBroken`` error), unless its
@@ -35,7 +37,7 @@ from typing import Any
 from worker import jsonsafe
 from worker.bounded import clip
 from worker.config import Identity
-from worker.errors import ErrorType, JobFailed, Transient
+from worker.errors import Cancelled, ErrorType, JobFailed, Transient
 from worker.storage.base import ObjectStore
 
 PREFIX = ".attempt-"
@@ -51,6 +53,7 @@ class History:
 
     next_attempt: int = 1
     crashed: tuple[int, ...] = ()
+    cancelled: bool = False  # the folder holds a cancel marker
 
 
 def record_uri(folder: str, attempt: int) -> str:
@@ -61,16 +64,31 @@ def release_uri(folder: str, attempt: int) -> str:
     return f"{folder}/{PREFIX}{attempt}.released"
 
 
+def cancel_uri(folder: str) -> str:
+    return f"{folder}/{CANCEL}"
+
+
 def history(store: ObjectStore, folder: str) -> History:
+    """What the folder's markers say (one listing of its dot-names: attempts and ``.cancel``)."""
     started: set[int] = set()
     released: set[int] = set()
-    for uri in store.list(f"{folder}/{PREFIX}", _LIST_LIMIT):
-        match = _NAME.fullmatch(uri.rsplit("/", 1)[-1])
+    cancelled = False
+    for uri in store.list(f"{folder}/.", _LIST_LIMIT):
+        name = uri[len(folder) + 1 :]  # a marker lies directly in the folder
+        cancelled = cancelled or name == CANCEL
+        match = _NAME.fullmatch(name)
         if match is not None:
             (started if match.group(2) == "json" else released).add(int(match.group(1)))
     numbers = started | released
     crashed = [n for n in sorted(started - released) if _ran(store, folder, n)]
-    return History(next_attempt=max(numbers, default=0) + 1, crashed=tuple(crashed))
+    return History(
+        next_attempt=max(numbers, default=0) + 1, crashed=tuple(crashed), cancelled=cancelled
+    )
+
+
+def cancelled_error(folder: str, *, running: bool = False) -> Cancelled:
+    when = "while it ran: it was interrupted" if running else "before it started: it never ran"
+    return Cancelled(f"cancelled by a cancel request ({cancel_uri(folder)}) {when}")
 
 
 def _ran(store: ObjectStore, folder: str, attempt: int) -> bool:
@@ -164,6 +182,10 @@ class Markers:
             f"{_START_TRIES} other attempts of this job started at the same moment; "
             "it is handed back to run later"
         )
+
+    def cancel_requested(self, folder: str) -> bool:
+        """Whether the job's cancel marker exists (one stat)."""
+        return self._store.stat(cancel_uri(folder)) is not None
 
     def release(self, folder: str, attempt: int, outcome: str) -> None:
         """Mark attempt ``attempt`` as ended without taking the process down."""

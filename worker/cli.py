@@ -18,7 +18,17 @@ from worker.config import Settings
 from worker.errors import ConfigError
 from worker.exitcodes import ExitCode
 
-COMMANDS = ("run", "submit", "pipelines", "dispatch", "status", "check", "cost")
+COMMANDS = (
+    "run",
+    "serve",
+    "submit",
+    "pipelines",
+    "dispatch",
+    "status",
+    "cancel",
+    "check",
+    "cost",
+)
 
 
 def build_parser() -> argparse.ArgumentParser:

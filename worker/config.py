@@ -226,6 +226,7 @@ class Timeouts:
     lease_extension_s: float = 60.0  # each ack-deadline extension; also the redelivery delay
     pull_s: float = 3.0  # one synchronous pull's wait when the subscription is empty
     service_retry_s: float = 60.0  # retry Pub/Sub and GCS calls this long before giving up
+    cancel_check_s: float = 2.0  # a running job's cancel marker is looked for this often; 0: off
 
     @classmethod
     def read(cls, r: _Reader) -> Timeouts:
@@ -238,6 +239,7 @@ class Timeouts:
             lease_extension_s=r.number("LEASE_EXTENSION_S", cls.lease_extension_s, 10.0, 600.0),
             pull_s=r.number("PULL_TIMEOUT_S", cls.pull_s, 1.5, 60.0),
             service_retry_s=r.number("SERVICE_RETRY_S", cls.service_retry_s, 1.0, 3600.0),
+            cancel_check_s=r.number("CANCEL_CHECK_S", cls.cancel_check_s, 0.0, 600.0),
         )
 
 
@@ -254,8 +256,9 @@ class Identity:
     @classmethod
     def read(cls, r: _Reader) -> Identity:
         return cls(
-            job=r.text("CLOUD_RUN_JOB"),
-            execution=r.text("CLOUD_RUN_EXECUTION"),
+            # A Cloud Run service (HTTP mode) sets K_SERVICE / K_REVISION instead.
+            job=r.text("CLOUD_RUN_JOB") or r.text("K_SERVICE"),
+            execution=r.text("CLOUD_RUN_EXECUTION") or r.text("K_REVISION"),
             task_index=r.integer("CLOUD_RUN_TASK_INDEX", 0, 0),
             task_count=r.integer("CLOUD_RUN_TASK_COUNT", 1, 1),
             task_attempt=r.integer("CLOUD_RUN_TASK_ATTEMPT", 0, 0),
@@ -460,6 +463,36 @@ def _endpoint(r: _Reader, name: str) -> str | None:
 
 
 @dataclass(frozen=True)
+class HttpSettings:
+    """HTTP mode (``main.py``, ``worker.http``): the Cloud Run service and its Runpod-style API.
+
+    API keys are optional: without any, access is Cloud Run IAM's alone (the service is private
+    by default). ``API_KEYS_FILE`` is where Cloud Run mounts a Secret Manager secret (one key
+    per line; blank lines and ``#`` comments ignored); ``API_KEYS`` the same as an env secret,
+    comma-separated. Keys are never logged.
+    """
+
+    execute: bool = True  # run jobs on this instance (an executor); false: a gateway only
+    api_keys_file: Path | None = None
+    api_keys: tuple[str, ...] = ()
+    inline_max_bytes: int = 8 * MiB  # outputs returned inline (base64), together
+    runsync_wait_s: float = 60.0  # runsync without an executor: wait this long, then IN_QUEUE
+    purge_queue: bool = False  # allow /v2/{endpoint}/purge-queue (seeks the job subscription)
+
+    @classmethod
+    def read(cls, r: _Reader) -> HttpSettings:
+        keys_file = r.text("API_KEYS_FILE")
+        return cls(
+            execute=r.flag("HTTP_EXECUTE", cls.execute),
+            api_keys_file=Path(keys_file) if keys_file else None,
+            api_keys=tuple(k for k in r.items("API_KEYS")),
+            inline_max_bytes=r.integer("INLINE_MAX_BYTES", cls.inline_max_bytes, 0, 24 * MiB),
+            runsync_wait_s=r.number("RUNSYNC_WAIT_S", cls.runsync_wait_s, 0.0, 800.0),
+            purge_queue=r.flag("PURGE_QUEUE_ENABLED", cls.purge_queue),
+        )
+
+
+@dataclass(frozen=True)
 class Settings:
     project: str | None = None
     jobs_subscription: str | None = None
@@ -487,6 +520,7 @@ class Settings:
     producer: ProducerSettings = field(default_factory=ProducerSettings)
     cost: CostSettings = field(default_factory=CostSettings)
     observability: ObservabilitySettings = field(default_factory=ObservabilitySettings)
+    http: HttpSettings = field(default_factory=HttpSettings)
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> Settings:
@@ -521,6 +555,7 @@ class Settings:
             producer=ProducerSettings.read(r),
             cost=CostSettings.read(r),
             observability=ObservabilitySettings.read(r),
+            http=HttpSettings.read(r),
         )
         t = settings.timeouts
         if t.stop_margin_s >= t.task_s:

@@ -32,6 +32,7 @@ class ErrorType(StrEnum):
     TIMEOUT = "timeout"  # the job ran past JOB_TIMEOUT_S
     WORKER_CRASHED = "worker_crashed"  # earlier attempts died with their process
     RETRIES_EXHAUSTED = "retries_exhausted"  # a transient fault on the last delivery attempt
+    CANCELLED = "cancelled"  # a cancel marker was written for the job (the result's status too)
 
 
 class WorkerError(Exception):
@@ -67,6 +68,14 @@ class JobFailed(WorkerError):
         if self.details:
             out["details"] = bound(self.details)
         return out
+
+
+class Cancelled(JobFailed):
+    """The job's cancel marker was found: before it ran (it never runs) or while it ran (it was
+    interrupted). Recorded like a failure, with status ``cancelled``, and acked."""
+
+    def __init__(self, message: str, *, halts_worker: bool = False) -> None:
+        super().__init__(ErrorType.CANCELLED, message, halts_worker=halts_worker)
 
 
 class Transient(WorkerError):

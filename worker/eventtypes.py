@@ -94,6 +94,13 @@ class RecordFailed:
 
 
 @dataclass(frozen=True)
+class CancelRequested:
+    """The running job's cancel marker was found (``worker.cancelwatch``)."""
+
+    prepared: Prepared
+
+
+@dataclass(frozen=True)
 class Died:
     """A working thread ended unexpectedly: the worker can't go on."""
 
@@ -102,7 +109,16 @@ class Died:
 
 
 Event = (
-    Wake | Pulled | PullEmpty | PullFailed | Started | Executed | RecordDone | RecordFailed | Died
+    Wake
+    | Pulled
+    | PullEmpty
+    | PullFailed
+    | Started
+    | Executed
+    | RecordDone
+    | RecordFailed
+    | CancelRequested
+    | Died
 )
 Post = Callable[[Event], None]
 

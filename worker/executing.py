@@ -29,7 +29,7 @@ from collections.abc import Callable
 from concurrent.futures import Future
 from dataclasses import dataclass
 
-from worker import logs
+from worker import attempts, logs
 from worker.attempts import Markers
 from worker.bounded import safe_str
 from worker.errors import Interrupted, JobFailed, Stopped, Transient
@@ -60,6 +60,7 @@ class _Queued:
     request: ExecRequest
     start_by: float
     record: Future[int] | None  # written while the job before it ran
+    cancel: Future[bool] | None = None  # its cancel marker, looked for once the record is written
 
 
 class ExecutorThread:
@@ -91,10 +92,11 @@ class ExecutorThread:
         """Run ``request`` after whatever is queued, unless stopped, past ``start_by``
         (monotonic) or after a run that broke the executor: then it ends as ``Stopped``.
         ``after`` is the (folder, attempt) of the running job it will follow."""
-        record = None
+        record = cancel = None
         if self._sync and after is not None:
             record = self._records.submit(functools.partial(self._record, prepared, after))
-        self._inbox.put(_Queued(prepared, request, start_by, record))
+            cancel = self._records.submit(functools.partial(self._cancel_requested, prepared))
+        self._inbox.put(_Queued(prepared, request, start_by, record, cancel))
 
     def close(self) -> None:
         self._inbox.put(None)
@@ -114,6 +116,9 @@ class ExecutorThread:
         record = item.record or self._records.submit(
             functools.partial(self._record, prepared, None)
         )
+        cancel = item.cancel
+        if cancel is None and self._sync:
+            cancel = self._records.submit(functools.partial(self._cancel_requested, prepared))
         try:
             attempt = self._ready(record)
         except Exception as exc:  # GCS unreachable: the job is handed back unrun
@@ -122,6 +127,9 @@ class ExecutorThread:
             return
         if self._stop.is_set():
             self._not_started(item, Stopped("stopped before it started"), record)
+            return
+        if cancel is not None and cancel.result():
+            self._not_started(item, attempts.cancelled_error(prepared.ctx.folder), record)
             return
         started = time.monotonic()
         self._post(Started(prepared, started, attempt))
@@ -178,6 +186,21 @@ class ExecutorThread:
             delivery_attempt=ctx.delivery_attempt,
             after=after,
         )
+
+    def _cancel_requested(self, prepared: Prepared) -> bool:
+        """Looked for right after the attempt record is written (on the same lane): a ``cancel``
+        writes its marker and then reads the records, so one of the two sees the other."""
+        try:
+            return self._markers.cancel_requested(prepared.ctx.folder)
+        except Exception as exc:  # the watch looks again while it runs
+            logs.event(
+                log,
+                "cancel check failed",
+                logging.WARNING,
+                job_id=prepared.ctx.job_id,
+                error=f"{type(exc).__name__}: {safe_str(exc, 300)}",
+            )
+            return False
 
     def _end(self, prepared: Prepared, record: Future[int], error: BaseException | None) -> bool:
         """Write the release of ``record``'s attempt; False when it could not be written."""

@@ -135,10 +135,11 @@ class Finisher:
             nodes=item.result.node_timings if item.result else {},
             models_s=prepared.models_s,
             models_overlap_s=prepared.models_overlap_s,
+            queue_s=_queue_s(prepared),
         )
         return results.build(
             prepared.ctx,
-            status="failed" if error else "succeeded",
+            status=_status(error),
             outputs=stored,
             error=error,
             timings=timings,
@@ -161,6 +162,9 @@ class Finisher:
         if not error:
             logs.event(log, "job.succeeded", outputs=len(doc["outputs"]), **fields)
             return
+        if doc["status"] == "cancelled":
+            logs.event(log, "job.cancelled", error=error.get("message"), **fields)
+            return
         logs.event(
             log,
             "job.failed",
@@ -170,3 +174,18 @@ class Finisher:
             node_id=error.get("node_id"),
             **fields,
         )
+
+
+def _status(error: JobFailed | None) -> results.Status:
+    if error is None:
+        return "succeeded"
+    return "cancelled" if error.error_type is ErrorType.CANCELLED else "failed"
+
+
+def _queue_s(prepared: Prepared) -> float | None:
+    """Publish time (Pub/Sub) or request time (HTTP) -> received by this worker."""
+    published = prepared.delivery.published_at
+    if published is None:
+        return None
+    received = time.time() - (time.monotonic() - prepared.received_at)
+    return max(0.0, received - published)

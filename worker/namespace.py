@@ -68,6 +68,13 @@ class Namespace:
         )
         return Placement(self._fallback(message_id), True, refusal)
 
+    def claim_job(self, prefix: str, job_id: str) -> str | None:
+        """Claim the folder of job (``prefix``, ``job_id``) as a job would, before writing into
+        it from outside the job (``worker.cancel``): None when it is a job's folder, else what
+        clashed (nothing is written there then)."""
+        clash, _ = self._claim_tree(prefix, job_id)
+        return clash
+
     def place_refused(self, job_id: str, prefix: str, message_id: str) -> Placement:
         """Where a message refused by the parser records its result (see the module doc)."""
         placed = self.place(prefix, job_id, message_id)

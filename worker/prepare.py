@@ -155,6 +155,9 @@ class Preparer:
             return False
         history = attempts.history(self._store, placed.folder)
         prepared.attempt = history.next_attempt
+        if history.cancelled:  # cancelled before it ran: it never runs
+            prepared.early = attempts.cancelled_error(placed.folder)
+            return False
         limit = self._settings.max_crashed_attempts
         if limit and len(history.crashed) >= limit:
             prepared.early = attempts.crashed_error(self._store, placed.folder, history.crashed)

@@ -30,7 +30,7 @@ class ResultTooLarge(Exception):
     """The document is over ``MAX_RESULT_BYTES`` even trimmed: its outputs list alone is."""
 
 
-Status = Literal["succeeded", "failed"]
+Status = Literal["succeeded", "failed", "cancelled"]
 
 
 def job_folder(output_uri: str, prefix: str, job_id: str) -> str:
@@ -47,6 +47,7 @@ class Timings:
     nodes: Mapping[str, float] = field(default_factory=dict)
     models_s: float = 0.0  # fetching the job's own models (0 when it brings none)
     models_overlap_s: float = 0.0  # of models_s, while the executor ran another job
+    queue_s: float | None = None  # publish (or HTTP request) -> received, when the source knows
 
     def to_dict(self) -> dict[str, Any]:
         doc: dict[str, Any] = {
@@ -57,6 +58,8 @@ class Timings:
             "upload_s": round(self.upload_s, 4),
             "total_s": round(self.total_s, 4),
         }
+        if self.queue_s is not None:
+            doc["queue_s"] = round(self.queue_s, 4)
         if self.nodes:
             doc["nodes"] = {k: round(v, 4) for k, v in self.nodes.items()}
         return doc

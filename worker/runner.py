@@ -34,10 +34,12 @@ from enum import Enum
 from worker import logs, metrics, progress
 from worker.attempts import Markers
 from worker.bounded import safe_str
+from worker.cancelwatch import CancelWatch
 from worker.config import Settings
 from worker.errors import ConfigError, ServiceUnavailable, Stopped, WorkerBroken
 from worker.events.base import EventPublisher
 from worker.eventtypes import (
+    CancelRequested,
     Died,
     Event,
     Executed,
@@ -139,6 +141,7 @@ class Runner:
             store, self._ledger, settings.identity, post, tracer, settings.limits.max_pixels_per_job
         )
         self._settler = Settler(source, post, tracer)
+        self._cancels = CancelWatch(store, self._t.cancel_check_s, post)
         self._meter = settings.cost.meter(self._started_at)  # cost share-out (worker.cost)
         self._fates = Fates(self._finisher, self._settler, self._ledger, self._health, self._meter)
         self._limits = Limits(
@@ -196,7 +199,7 @@ class Runner:
             return ExitReason.CONFIG if isinstance(exc, ConfigError) else ExitReason.BROKEN
         logs.event(log, "worker.ready", boot_s=round(time.monotonic() - self._started_at, 3))
         self._last_work = time.monotonic()  # idleness counts from ready, not from boot
-        for part in (self._prefetch, self._exec, self._finisher, self._settler):
+        for part in (self._prefetch, self._exec, self._finisher, self._settler, self._cancels):
             part.start()
         self._source.watch(lambda name, error: self._inbox.put(Died(name, error)))
         reason = self._loop()
@@ -356,6 +359,8 @@ class Runner:
             self._fates.recorded(event.item)
         elif isinstance(event, RecordFailed):
             self._fates.record_failed(event.item, event.error, closing=self._closing is not None)
+        elif isinstance(event, CancelRequested):
+            self._cancel_requested(event.prepared)
         elif isinstance(event, Died):
             self._died(event)
             return ExitReason.BROKEN
@@ -420,6 +425,7 @@ class Runner:
         self._running.watch.started_at = event.at
         self._running.attempt = event.attempt
         prepared = event.prepared
+        self._cancels.watch(prepared)
         logs.event(
             log,
             "job.started",
@@ -442,7 +448,16 @@ class Runner:
         )
         return ExitReason.BROKEN
 
+    def _cancel_requested(self, prepared: Prepared) -> None:
+        running = self._running
+        if running is None or running.prepared is not prepared:
+            return  # it ended meanwhile: a finished job is not changed
+        if running.watch.cancel(time.monotonic()):
+            logs.event(log, "job.cancel_requested", job_id=prepared.ctx.job_id)
+            self._executor.interrupt()
+
     def _executed(self, event: Executed) -> None:
+        self._cancels.unwatch(event.prepared)
         running = self._running
         if self._next is not None and event.prepared is self._next:
             self._next = None  # it never started (a stop, the budget, a broken predecessor)
@@ -476,6 +491,7 @@ class Runner:
             self._executor.interrupt()
         elif act is Act.GIVE_UP:
             self._running = None
+            self._cancels.unwatch(running.prepared)
             self._executor_stuck = running.watch.started_at is not None
             self._handled += 1
             self._decide(running.prepared, running.watch.given_up())
@@ -528,7 +544,7 @@ class Runner:
         if self._fates.recording:
             left_n = len(self._fates.recording)
             logs.event(log, "results still being recorded at shutdown", count=left_n)
-        for part in (self._exec, self._finisher):
+        for part in (self._exec, self._finisher, self._cancels):
             part.close()
         self._progress.close(timeout_s=min(1.0, max(0.0, self._close_by - time.monotonic())))
         remaining = max(0.0, self._close_by + 0.5 - time.monotonic())

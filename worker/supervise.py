@@ -6,7 +6,8 @@ interrupts the run and leaves ``stop_grace_s`` for it to end (then it is handed 
 timeout interrupts it and leaves ``timeout_grace_s``. A run that outlives its grace has an
 executor that ignores interrupts: after a stop that is ``WorkerBroken`` (nack, exit non-zero);
 after the timeout the job gets its ``timeout`` result before the process is replaced, so that it
-does not come back five times to hold the GPU for ``JOB_TIMEOUT_S`` each.
+does not come back five times to hold the GPU for ``JOB_TIMEOUT_S`` each. A cancel request
+interrupts it like the timeout does, with the same grace, and it ends ``cancelled``.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from enum import Enum
 
-from worker.errors import ErrorType, Interrupted, JobFailed, Stopped, WorkerBroken
+from worker.errors import Cancelled, ErrorType, Interrupted, JobFailed, Stopped, WorkerBroken
 
 
 @dataclass(frozen=True)
@@ -35,7 +36,7 @@ class Act(Enum):
 class Watch:
     limits: Limits
     started_at: float | None = None  # set when the executor starts (after the attempt record)
-    why: str | None = None  # "stop" or "timeout", once interrupted
+    why: str | None = None  # "stop", "timeout" or "cancel", once interrupted
     interrupted_at: float = 0.0
 
     def deadline(self, stopping: bool) -> float | None:
@@ -62,10 +63,22 @@ class Watch:
         self.interrupted_at = now
         return Act.INTERRUPT
 
+    def cancel(self, now: float) -> bool:
+        """A cancel request for the running job: True when it must be interrupted now (a run
+        already interrupted for another reason keeps that reason)."""
+        if self.why is not None or self.started_at is None:
+            return False
+        self.why = "cancel"
+        self.interrupted_at = now
+        return True
+
     def outcome(self, error: BaseException | None) -> BaseException | None:
-        """What the run's end means: ``Interrupted`` becomes ``Stopped`` or ``timeout``."""
+        """What the run's end means: ``Interrupted`` becomes ``Stopped``, ``timeout`` or
+        ``cancelled``."""
         if not isinstance(error, Interrupted):
             return error
+        if self.why == "cancel":
+            return Cancelled("cancelled by a cancel request while it ran: it was interrupted")
         if self.why == "timeout":
             return JobFailed(ErrorType.TIMEOUT, self._timeout_message("was interrupted"))
         return Stopped("interrupted by a stop request")
@@ -73,6 +86,12 @@ class Watch:
     def given_up(self) -> BaseException:
         if self.started_at is None:  # still writing its attempt record: it never ran
             return Stopped("stopped before the job started")
+        if self.why == "cancel":
+            grace = self.limits.timeout_grace_s
+            return Cancelled(
+                f"cancelled while it ran; it did not stop within {grace:.0f} s of its interrupt",
+                halts_worker=True,
+            )
         if self.why == "timeout":
             grace = self.limits.timeout_grace_s
             return JobFailed(

@@ -34,6 +34,9 @@ class Recorder:
         return [r for r in self.requests if r.method in ("POST", "PUT")]
 
 
+_APIS = ("run.googleapis.com", "serving.knative.dev")
+
+
 def _ready(job: dict[str, Any]) -> dict[str, Any]:
     """What the API answers: the object as sent, plus a Ready status."""
     job = json.loads(json.dumps(job))
@@ -67,7 +70,9 @@ def _handler(rec: Recorder) -> type[BaseHTTPRequestHandler]:
                 rec.requests.append(Request(self.command, url.netloc, url.path, body))
                 # /apis/run.googleapis.com/v1/namespaces/P/jobs[/NAME]
                 parts = url.path.strip("/").split("/")
-                if len(parts) < 6 or parts[:3] != ["apis", "run.googleapis.com", "v1"]:
+                # /apis/serving.knative.dev/v1/namespaces/P/services[/NAME] for services
+                api = parts[1] if len(parts) > 1 else ""
+                if len(parts) < 6 or parts[0] != "apis" or api not in _APIS or parts[2] != "v1":
                     self._answer(404, {"error": {"code": 404, "message": "unknown path"}})
                     return
                 if self.command == "GET" and len(parts) == 7:

@@ -27,7 +27,7 @@ def test_comfyui_pin_agrees_with_the_install_script() -> None:
 def test_cuda_12_base_and_default_command() -> None:
     assert re.fullmatch(r"nvidia/cuda:12\.\d+\.\d+-base-ubuntu\d+\.\d+", arg_default("BASE_IMAGE"))
     assert 'ENTRYPOINT ["python", "-m", "worker"]' in DOCKERFILE
-    assert DOCKERFILE.rstrip().endswith('CMD ["run"]')
+    assert DOCKERFILE.rstrip().endswith('CMD ["serve"]'), "the service's; jobs set args"
 
 
 def test_runs_as_a_numeric_non_root_user() -> None:
@@ -62,6 +62,7 @@ def test_dockerignore_lets_in_exactly_what_is_copied() -> None:
         "scripts/install-comfyui",
         "worker",
         "pipelines",
+        "main.py",
     }
     for path in copied:
         assert not _ignored(path, rules), f"{path} is excluded by .dockerignore"

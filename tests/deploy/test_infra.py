@@ -40,6 +40,7 @@ def bindings(infra: hcl.Infra, member: str) -> set[tuple[str, str, str]]:
                     "project",
                     "repository",
                     "service_account_id",
+                    "secret_id",
                 )
                 if k in body
             )
@@ -121,7 +122,15 @@ def test_worker_has_least_privilege(infra: hcl.Infra) -> None:
             "${google_storage_bucket.manifests.name}",
             "roles/storage.objectViewer",
         ),
+        (
+            "google_storage_bucket_iam_member",
+            "${google_storage_bucket.inputs.name}",
+            "roles/storage.objectViewer",
+        ),
     }
+    creates = infra.get("google_storage_bucket_iam_member", "worker_creates_outputs")
+    assert hcl.one(creates, "condition")["expression"].startswith("!resource.name.startsWith(")
+    assert "/objects/_dispatch/" in hcl.one(creates, "condition")["expression"]
 
 
 def test_dispatcher_lock_grants_are_limited_to_the_lock_prefix(infra: hcl.Infra) -> None:
@@ -142,6 +151,67 @@ def test_dispatcher_lock_grants_are_limited_to_the_lock_prefix(infra: hcl.Infra)
         if rtype == "google_project_iam_member"
     }
     assert project_roles == {"roles/monitoring.viewer", "roles/run.jobsExecutorWithOverrides"}
+    runs = infra.get("google_project_iam_member", "dispatcher_runs_jobs")
+    worker_job = jobfiles.load("jobs.yaml")["metadata"]["name"]
+    expression = hcl.one(runs, "condition")["expression"].replace('\\"', '"')
+    assert expression == (
+        'resource.name.startsWith("projects/${var.project_id}/locations/${var.region}'
+        f'/jobs/{worker_job}")'
+    ), "it may run the worker job only"
+
+
+SERVICE = "${local.service_member}"
+
+
+def test_the_service_account_has_the_workers_grants_and_queues_jobs(infra: hcl.Infra) -> None:
+    assert bindings(infra, SERVICE) == {
+        ("google_pubsub_topic_iam_member", "${google_pubsub_topic.results.id}",
+         "roles/pubsub.publisher"),
+        ("google_pubsub_topic_iam_member", "${google_pubsub_topic.jobs.id}",
+         "roles/pubsub.publisher"),
+        ("google_storage_bucket_iam_member", "${google_storage_bucket.outputs.name}",
+         "roles/storage.objectCreator"),
+        ("google_storage_bucket_iam_member", "${google_storage_bucket.outputs.name}",
+         "roles/storage.objectViewer"),
+        ("google_storage_bucket_iam_member", "${google_storage_bucket.inputs.name}",
+         "roles/storage.objectViewer"),
+        ("google_storage_bucket_iam_member", "${google_storage_bucket.models.name}",
+         "roles/storage.objectViewer"),
+        ("google_secret_manager_secret_iam_member",
+         "${google_secret_manager_secret.api_keys.id}", "roles/secretmanager.secretAccessor"),
+    }  # fmt: skip
+    creates = infra.get("google_storage_bucket_iam_member", "service_creates_outputs")
+    assert "/objects/_dispatch/" in hcl.one(creates, "condition")["expression"]
+    secret = infra.get("google_secret_manager_secret_iam_member", "service_reads_api_keys")
+    assert secret["secret_id"] == "${google_secret_manager_secret.api_keys.id}"
+    assert (secret["role"], secret["member"]) == ("roles/secretmanager.secretAccessor", SERVICE)
+
+
+def test_the_service_is_invoked_only_by_named_principals(infra: hcl.Infra) -> None:
+    invokers = infra.get("google_cloud_run_v2_service_iam_member", "invokers")
+    assert invokers["for_each"] == "${toset(var.service_invokers)}"
+    assert invokers["role"] == "roles/run.invoker"
+    assert invokers["name"] == jobfiles.load("service.yaml")["metadata"]["name"]
+    variables = {k: v for block in infra.blocks["variable"] for k, v in block.items()}
+    assert variables["service_invokers"]["default"] == []
+    rule = variables["service_invokers"]["validation"][0]["condition"]
+    assert "allUsers" in rule and "allAuthenticatedUsers" in rule
+
+
+def test_inputs_have_their_own_bucket_and_the_default_allow_list_is_it(infra: hcl.Infra) -> None:
+    bucket = str(infra.get("google_storage_bucket", "inputs")["name"])
+    name = bucket.replace("${var.project_id}", jobfiles.PROJECT)
+    for file in ("jobs.yaml", "service.yaml"):
+        env = (
+            jobfiles.env_of(jobfiles.load(file))
+            if file == "jobs.yaml"
+            else {
+                e["name"]: e["value"]
+                for e in jobfiles.load(file)["spec"]["template"]["spec"]["containers"][0]["env"]
+            }
+        )
+        assert env["ALLOWED_INPUT_BUCKETS"] == name, file
+        assert not env["OUTPUT_URI"].startswith(f"gs://{name}"), file
 
 
 def test_no_broad_roles_and_nothing_public(infra: hcl.Infra) -> None:
@@ -154,7 +224,7 @@ def test_no_broad_roles_and_nothing_public(infra: hcl.Infra) -> None:
 
 def test_buckets_are_private_uniform_and_outputs_expire(infra: hcl.Infra) -> None:
     buckets = infra.of_type("google_storage_bucket")
-    assert set(buckets) == {"outputs", "models", "manifests"}
+    assert set(buckets) == {"outputs", "models", "manifests", "inputs"}
     for name, body in buckets.items():
         assert body["uniform_bucket_level_access"] is True, name
         assert body["public_access_prevention"] == "enforced", name

@@ -1,0 +1,1 @@
+"""HTTP mode: the Cloud Run service (``main.py``) over the same core as the job worker."""
