@@ -24,7 +24,6 @@ import functools
 import logging
 import queue
 import threading
-import time
 from collections.abc import Callable
 from concurrent.futures import Future
 from dataclasses import dataclass
@@ -33,6 +32,7 @@ from worker.errors import Interrupted, JobFailed, Stopped, Transient
 from worker.executor.base import ExecRequest, Executor
 from worker.loop import attempts
 from worker.loop.attempts import Markers
+from worker.loop.clock import SYSTEM, Clock
 from worker.loop.lanes import Lane
 from worker.loop.prepare import Prepared
 from worker.message.bounded import safe_str
@@ -66,8 +66,15 @@ class _Queued:
 
 class ExecutorThread:
     def __init__(
-        self, executor: Executor, markers: Markers, post: Post, stop: threading.Event, sync: bool
+        self,
+        executor: Executor,
+        markers: Markers,
+        post: Post,
+        stop: threading.Event,
+        sync: bool,
+        clock: Clock = SYSTEM,
     ) -> None:
+        self._now = clock.monotonic  # start_by is the control loop's deadline, on its clock
         self._executor = executor
         self._markers = markers
         self._post = post
@@ -110,7 +117,7 @@ class ExecutorThread:
 
     def _one(self, item: _Queued) -> None:
         prepared = item.prepared
-        if self._broken or self._stop.is_set() or time.monotonic() > item.start_by:
+        if self._broken or self._stop.is_set() or self._now() > item.start_by:
             why = "the executor broke" if self._broken else "a stop or the task budget"
             self._not_started(item, Stopped(f"not started: {why}"))
             return
@@ -132,7 +139,7 @@ class ExecutorThread:
         if cancel is not None and cancel.result():
             self._not_started(item, attempts.cancelled_error(prepared.ctx.folder), record)
             return
-        started = time.monotonic()
+        started = self._now()
         self._post(Started(prepared, started, attempt))
         self._flush_later()
         result = None
@@ -141,7 +148,7 @@ class ExecutorThread:
             error: BaseException | None = None
         except BaseException as exc:  # every ending is the control loop's to classify
             error = exc
-        seconds = time.monotonic() - started
+        seconds = self._now() - started
         self._broken = ending(error) is None
         release = functools.partial(self._end, prepared, record, error)
         if self._sync or (not isinstance(error, JobFailed) and error is not None):

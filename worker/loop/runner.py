@@ -26,7 +26,6 @@ from __future__ import annotations
 import logging
 import queue
 import threading
-import time
 from collections import deque
 from dataclasses import dataclass
 from enum import Enum
@@ -39,6 +38,7 @@ from worker.errors import ConfigError, ServiceUnavailable, Stopped, WorkerBroken
 from worker.executor.base import ExecRequest, Executor
 from worker.loop.attempts import Markers
 from worker.loop.cancelwatch import CancelWatch
+from worker.loop.clock import SYSTEM, Clock
 from worker.loop.executing import ExecutorThread
 from worker.loop.fates import Fates
 from worker.loop.finisher import Finisher
@@ -110,15 +110,18 @@ class Runner:
         started_at: float | None = None,
         tracer: Tracer = NO_TRACER,
         models: ModelFetcher | None = None,
+        clock: Clock = SYSTEM,
     ) -> None:
         assert settings.output_uri is not None
+        self._clock = clock
+        self._now = clock.monotonic
         self._tracer = tracer
         self._settings = settings
         self._t = settings.timeouts
         self._source = source
         self._executor = executor
         self._progress = progress.ProgressOut(progress_publisher)
-        self._started_at = started_at if started_at is not None else time.monotonic()
+        self._started_at = started_at if started_at is not None else self._now()
         self._inbox: queue.SimpleQueue[Event] = queue.SimpleQueue()
         self._stop = threading.Event()  # seen by the working threads
         self._stop_requested_at: float | None = None  # set by stop(), maybe in a signal handler
@@ -137,6 +140,7 @@ class Runner:
             post,
             self._stop,
             sync=settings.max_crashed_attempts > 0,
+            clock=clock,
         )
         self._finisher = Finisher(
             store, self._ledger, settings.identity, post, tracer, settings.limits.max_pixels_per_job
@@ -165,7 +169,7 @@ class Runner:
         self._taken = 0  # messages received (bounds prefetching under MAX_JOBS)
         self._handled = 0  # messages finished with (MAX_JOBS counts these)
         self._recent_exec_s: deque[float] = deque(maxlen=5)
-        self._last_work = time.monotonic()
+        self._last_work = self._now()
         self._closing: ExitReason | None = None
         self._close_by = 0.0
         self.jobs_executed = 0
@@ -176,7 +180,7 @@ class Runner:
         """Ask the loop to stop: no more pulls, the running job is interrupted and handed back.
         Safe to call from a signal handler: it sets a flag and puts on a ``SimpleQueue``."""
         if self._stop_requested_at is None:
-            self._stop_requested_at = time.monotonic()
+            self._stop_requested_at = self._now()
         self._inbox.put(Wake())
 
     @property
@@ -198,8 +202,8 @@ class Runner:
             # A bad setting found while booting (say, an invalid warmup workflow) is the user's
             # to fix: a retry of the task would fail the same way.
             return ExitReason.CONFIG if isinstance(exc, ConfigError) else ExitReason.BROKEN
-        logs.event(log, "worker.ready", boot_s=round(time.monotonic() - self._started_at, 3))
-        self._last_work = time.monotonic()  # idleness counts from ready, not from boot
+        logs.event(log, "worker.ready", boot_s=round(self._now() - self._started_at, 3))
+        self._last_work = self._now()  # idleness counts from ready, not from boot
         for part in (self._prefetch, self._exec, self._finisher, self._settler, self._cancels):
             part.start()
         self._source.watch(lambda name, error: self._inbox.put(Died(name, error)))
@@ -209,7 +213,7 @@ class Runner:
             "worker.exit",
             reason=reason.value,
             jobs_executed=self.jobs_executed,
-            uptime_s=round(time.monotonic() - self._started_at, 3),
+            uptime_s=round(self._now() - self._started_at, 3),
             **self._meter.tail_fields(),
         )
         return reason
@@ -220,15 +224,12 @@ class Runner:
         while True:
             if self._closing is None and (reason := self._exit_reason()) is not None:
                 self._close(reason)
-            if self._closing is not None and (self._quiet() or time.monotonic() >= self._close_by):
+            if self._closing is not None and (self._quiet() or self._now() >= self._close_by):
                 return self._finish_closing(self._closing)
             if self._closing is None:
                 self._dispatch()
             self._flush()
-            try:
-                event = self._inbox.get(timeout=self._wait_s())
-            except queue.Empty:
-                event = None
+            event = self._clock.get(self._inbox, self._wait_s())
             if event is not None:
                 halt = self._handle(event)
                 if halt is not None and self._closing is None:
@@ -251,25 +252,25 @@ class Runner:
             return ExitReason.DRAINED
         if not self._time_for_another_job():
             return ExitReason.BUDGET
-        idle_s = time.monotonic() - self._last_work
+        idle_s = self._now() - self._last_work
         if not self._pulling and idle_s >= self._t.idle_exit_s and not self._source.finite:
             return ExitReason.IDLE
         return None
 
     def _wait_s(self) -> float:
-        due = [time.monotonic() + SAFETY_WAKE_S]
+        due = [self._now() + SAFETY_WAKE_S]
         if self._running is not None:
             deadline = self._running.watch.deadline(self._closing in STOPPING)
             if deadline is not None:
                 due.append(deadline)
         if self._closing is not None:
             due.append(self._close_by)
-        return max(0.0, min(due) - time.monotonic())
+        return max(0.0, min(due) - self._now())
 
     def _time_for_another_job(self) -> bool:
         """Start a job only if, judging by recent ones, it can end before the budget does."""
         expected = max(self._recent_exec_s, default=0.0)
-        return time.monotonic() + expected < self._stop_at()
+        return self._now() + expected < self._stop_at()
 
     def _stop_at(self) -> float:
         return self._started_at + self._t.task_s - self._t.stop_margin_s
@@ -401,7 +402,7 @@ class Runner:
         )
         self._pulling = False
         self._taken += 1
-        self._last_work = time.monotonic()
+        self._last_work = self._now()
         self._ledger.hold(prepared.ctx.folder)
         logs.event(
             log,
@@ -453,7 +454,7 @@ class Runner:
         running = self._running
         if running is None or running.prepared is not prepared:
             return  # it ended meanwhile: a finished job is not changed
-        if running.watch.cancel(time.monotonic()):
+        if running.watch.cancel(self._now()):
             logs.event(log, "job.cancel_requested", job_id=prepared.ctx.job_id)
             self._executor.interrupt()
 
@@ -477,17 +478,17 @@ class Runner:
         self.jobs_executed += 1
         self._handled += 1
         self._tracer.phase(
-            event.prepared.delivery.message_id, "execute", time.monotonic() - event.seconds
+            event.prepared.delivery.message_id, "execute", self._now() - event.seconds
         )
         self._recent_exec_s.append(event.seconds)
-        self._last_work = time.monotonic()
+        self._last_work = self._now()
         self._decide(event.prepared, outcome, event)
 
     def _watch_running(self) -> None:
         running = self._running
         if running is None:
             return
-        act = running.watch.check(time.monotonic(), self._closing in STOPPING)
+        act = running.watch.check(self._now(), self._closing in STOPPING)
         if act is Act.INTERRUPT:
             self._executor.interrupt()
         elif act is Act.GIVE_UP:
@@ -514,7 +515,7 @@ class Runner:
         self._stop.set()
         self._ledger.wake()
         self._prefetch.close()
-        start = self._stop_requested_at or time.monotonic()
+        start = self._stop_requested_at or self._now()
         grace = self._t.shutdown_grace_s if reason in STOPPING else self._t.service_retry_s + 30
         # Never plan past the hard end of the task (Cloud Run kills it at TASK_TIMEOUT_S).
         self._close_by = min(start + grace, self._started_at + self._t.task_s - 2.0) - 0.5
@@ -547,8 +548,8 @@ class Runner:
             logs.event(log, "results still being recorded at shutdown", count=left_n)
         for part in (self._exec, self._finisher, self._cancels):
             part.close()
-        self._progress.close(timeout_s=min(1.0, max(0.0, self._close_by - time.monotonic())))
-        remaining = max(0.0, self._close_by + 0.5 - time.monotonic())
+        self._progress.close(timeout_s=min(1.0, max(0.0, self._close_by - self._now())))
+        remaining = max(0.0, self._close_by + 0.5 - self._now())
         if not self._settler.close(remaining):
             logs.event(log, "acks and nacks still pending at shutdown", logging.WARNING)
         self._source.close()  # nacks whatever is still held (a pull that returned too late)

@@ -13,9 +13,9 @@ from __future__ import annotations
 import logging
 import random
 import threading
-import time
 from collections.abc import Callable, Sequence
 
+from worker.loop.clock import SYSTEM, Clock
 from worker.obs import logs
 
 log = logging.getLogger(__name__)
@@ -27,7 +27,10 @@ OnDeath = Callable[[str, BaseException | None], None]
 
 
 class Leaser:
-    def __init__(self, extend: Extend, extension_s: float, max_lease_s: float) -> None:
+    def __init__(
+        self, extend: Extend, extension_s: float, max_lease_s: float, clock: Clock = SYSTEM
+    ) -> None:
+        self._clock = clock
         self._extend = extend
         self._on_death: OnDeath | None = None
         self._dead: tuple[str, BaseException | None] | None = None
@@ -51,7 +54,7 @@ class Leaser:
     def add(self, ack_id: str) -> None:
         """Hold ``ack_id`` and extend its deadline now (the subscription's may be short)."""
         with self._lock:
-            self._held[ack_id] = time.monotonic()
+            self._held[ack_id] = self._clock.monotonic()
         self._wake.set()
 
     def remove(self, ack_id: str) -> None:
@@ -68,7 +71,7 @@ class Leaser:
         self._thread.join(timeout=5)
 
     def _due(self) -> list[str]:
-        now = time.monotonic()
+        now = self._clock.monotonic()
         with self._lock:
             expired = [a for a, t in self._held.items() if now - t >= self._max_lease_s]
             for ack_id in expired:
@@ -108,7 +111,7 @@ class Leaser:
         # Extend at about a third of the deadline, jittered so that many tasks don't align.
         period = self._extension_s / 3
         while not self._stopped.is_set():
-            self._wake.wait(timeout=period * random.uniform(0.8, 1.0))
+            self._clock.wait(self._wake, period * random.uniform(0.8, 1.0))
             self._wake.clear()
             if self._stopped.is_set():
                 return
