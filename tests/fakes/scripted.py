@@ -32,15 +32,26 @@ from typing import Any
 from worker.config import Settings
 from worker.errors import ConfigError, ErrorType, Interrupted, JobFailed, Transient, WorkerBroken
 from worker.executor.base import ExecRequest, ExecResult, Progress
+from worker.loop.clock import SYSTEM, Clock
 from worker.message.job import OutputKind, ProducedFile
 
 _KINDS: dict[str, OutputKind] = {".png": "image", ".txt": "text", ".mp4": "video", ".flac": "audio"}
 
 
 class ScriptedExecutor:
+    """``clock`` is what its runs and its boot sleep on (a ``FakeClock`` makes a 60 s run take
+    no time); ``step_s`` how often a run reports progress and looks for an interrupt."""
+
     def __init__(
-        self, start_fails: bool = False, start_s: float = 0.0, start_config_error: bool = False
+        self,
+        start_fails: bool = False,
+        start_s: float = 0.0,
+        start_config_error: bool = False,
+        clock: Clock = SYSTEM,
+        step_s: float = 0.05,
     ) -> None:
+        self.clock = clock
+        self.step_s = step_s
         self.start_fails = start_fails
         self.start_config_error = start_config_error
         self.start_s = start_s
@@ -50,7 +61,8 @@ class ScriptedExecutor:
 
     def start(self) -> None:
         self.started += 1
-        time.sleep(self.start_s)  # a slow boot (imports, model downloads, warmup)
+        if self.start_s:  # a slow boot (imports, model downloads, warmup)
+            self.clock.wait(threading.Event(), self.start_s)
         if self.start_fails:
             raise WorkerBroken("scripted: start failed")
         if self.start_config_error:
@@ -84,11 +96,12 @@ class ScriptedExecutor:
         return ExecResult(tuple(outputs), node_timings={"1": float(script.get("sleep_s", 0))})
 
     def _sleep(self, seconds: float, ignore_interrupt: bool, request: ExecRequest) -> None:
-        end = time.monotonic() + seconds
-        while (left := end - time.monotonic()) > 0:
+        clock, never = self.clock, threading.Event()
+        end = clock.monotonic() + seconds
+        while (left := end - clock.monotonic()) > 0:
             if ignore_interrupt:
-                time.sleep(min(left, 0.05))
-            elif self._interrupt.wait(min(left, 0.05)):
+                clock.wait(never, min(left, self.step_s))
+            elif clock.wait(self._interrupt, min(left, self.step_s)):
                 raise Interrupted("scripted: interrupted")
             if request.progress is not None:
                 request.progress(Progress(request.job_id, "1", seconds - max(left, 0), seconds))
