@@ -1,4 +1,7 @@
-"""At-least-once delivery: a job delivered twice runs once; racing workers leave one result."""
+"""At-least-once delivery across processes: racing workers on the emulators leave one result.
+
+A job delivered twice to one worker (redelivered after it finished, or a duplicate prefetched while
+the first copy runs) runs once: ``tests/memory/test_fates.py``."""
 
 from __future__ import annotations
 
@@ -7,43 +10,7 @@ from pathlib import Path
 
 from tests.cloud import PROJECT, Cloud
 from tests.fakes.scripted import workflow
-from tests.helpers import run_worker
 from worker.exitcodes import ExitCode
-
-
-def test_redelivered_finished_job_is_not_run_again_but_its_event_is_republished(
-    cloud: Cloud, tmp_path: Path
-) -> None:
-    record = tmp_path / "runs.txt"
-    job = {"job_id": "twice", "workflow": workflow(outputs=[{"name": "a.png"}], record=str(record))}
-    cloud.publish(job)
-    assert run_worker(cloud) == ExitCode.OK
-    first = cloud.result("twice")
-    cloud.publish(job)  # the same job again, as a redelivery or a producer retry would
-    assert run_worker(cloud) == ExitCode.OK
-
-    assert record.read_text().split() == ["twice"]  # executed once
-    assert cloud.result("twice") == first  # result.json untouched
-    events = cloud.events(2)
-    assert len(events) == 2 and events[0] == events[1]  # the same event, published again
-    assert cloud.backlog() == 0
-
-
-def test_back_to_back_duplicates_run_once_even_when_prefetched(
-    cloud: Cloud, tmp_path: Path
-) -> None:
-    # The duplicate is pulled and prepared while the original still runs, before any
-    # result.json exists; the worker notices before executing it.
-    record = tmp_path / "runs.txt"
-    for job_id, fail in (("bad", "invalid_workflow"), ("good", None)):
-        job = {"job_id": job_id, "workflow": workflow(sleep_s=1, fail=fail, record=str(record))}
-        cloud.publish(job)
-        cloud.publish(job)
-    assert run_worker(cloud) == ExitCode.OK
-    assert record.read_text().split() == ["bad", "good"]
-    result = cloud.result("bad")
-    assert result is not None and result["error"]["type"] == "invalid_workflow"
-    assert len(cloud.events(4)) == 4  # each delivery announced (the duplicates re-publish)
 
 
 def test_two_workers_racing_on_one_job_leave_one_result(cloud: Cloud, tmp_path: Path) -> None:
