@@ -1,11 +1,14 @@
-"""The lease helper extends what is held, promptly, and stops at the lease cap."""
+"""The lease helper extends what is held, promptly, and stops at the lease cap.
+
+On a ``FakeClock``: its periods (a third of the extension) and the cap pass in virtual time.
+"""
 
 from __future__ import annotations
 
 import threading
-import time
 from collections.abc import Sequence
 
+from tests.fakes.clock import FakeClock
 from worker.adapters.sources.lease import Leaser
 
 
@@ -26,14 +29,14 @@ class Recorder:
 
 
 def test_a_new_message_is_extended_at_once_and_released_ones_are_not() -> None:
-    rec = Recorder()
-    leaser = Leaser(rec, extension_s=30, max_lease_s=600)
+    rec, clock = Recorder(), FakeClock()
+    leaser = Leaser(rec, extension_s=30, max_lease_s=600, clock=clock)
     try:
         leaser.add("a")
-        time.sleep(0.2)
+        clock.sleep(0.2)
         assert rec.calls == [(["a"], 30)]  # right away, not a period later
         leaser.add("b")
-        time.sleep(0.2)
+        clock.sleep(0.2)
         assert rec.ids()[-1] == ["a", "b"]
         leaser.remove("a")
         assert leaser.held() == ["b"]
@@ -42,15 +45,15 @@ def test_a_new_message_is_extended_at_once_and_released_ones_are_not() -> None:
 
 
 def test_extension_stops_at_the_lease_cap() -> None:
-    rec = Recorder()
-    leaser = Leaser(rec, extension_s=1.5, max_lease_s=1.2)  # extends every ~0.4-0.5 s
+    rec, clock = Recorder(), FakeClock()
+    leaser = Leaser(rec, extension_s=150, max_lease_s=120, clock=clock)  # extends every 40-50 s
     try:
         leaser.add("runaway")
-        time.sleep(2.5)
+        clock.sleep(250)
         assert leaser.held() == []  # dropped: Pub/Sub will redeliver it
         extended = len(rec.calls)
         assert 2 <= extended <= 4
-        time.sleep(1.0)
+        clock.sleep(100)
         assert len(rec.calls) == extended  # no more extensions once capped
     finally:
         leaser.stop()
@@ -64,10 +67,11 @@ def test_a_failing_extension_does_not_stop_the_leaser() -> None:
         if len(calls) == 1:
             raise ConnectionError("Pub/Sub hiccup")
 
-    leaser = Leaser(flaky, extension_s=1.5, max_lease_s=60)
+    clock = FakeClock()
+    leaser = Leaser(flaky, extension_s=150, max_lease_s=6000, clock=clock)
     try:
         leaser.add("x")
-        time.sleep(1.2)
+        clock.sleep(120)
         assert len(calls) >= 2
     finally:
         leaser.stop()
