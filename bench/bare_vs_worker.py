@@ -250,11 +250,11 @@ def profiled(argv: list[str], name: str) -> list[str]:
     if not profile:
         return argv
     out = Path(profile["dir"]) / f"{name}.txt"
-    mode = "--idle" if profile.get("idle") else "--gil"
+    mode = {"idle": ["--idle"], "gil": ["--gil"], "cpu": []}[profile.get("mode") or "gil"]
     return [
         profile["py_spy"],
         "record",
-        mode,
+        *mode,
         "--threads",
         "-r",
         "200",
@@ -302,11 +302,15 @@ def parse_args() -> argparse.Namespace:
     ap.add_argument("--env", nargs="*", default=[], help="KEY=VALUE for both paths")
     ap.add_argument("--paths", nargs="+", default=["bare", "worker"], help="which to run")
     ap.add_argument("--json", type=Path)
+    ap.add_argument("--keep", type=Path, help="work in this (empty) folder and keep it: logs")
     ap.add_argument(
         "--before", type=Path, help="also run this checkout's worker (path 'before'), same rounds"
     )
     ap.add_argument("--py-spy", nargs=2, metavar=("PY_SPY", "DIR"), help="profile both paths")
     ap.add_argument("--idle", action="store_true", help="py-spy: all samples, not GIL holders")
+    ap.add_argument(
+        "--cpu", action="store_true", help="py-spy: every thread on a CPU, GIL held or not"
+    )
     ap.add_argument("--input-bytes", type=int, default=SIDE_BYTES, help="base64 input per job")
     args = ap.parse_args()
     return args
@@ -315,7 +319,8 @@ def parse_args() -> argparse.Namespace:
 def main() -> None:
     args = parse_args()
     if args.py_spy:
-        profile.update(py_spy=args.py_spy[0], dir=args.py_spy[1], idle="1" if args.idle else "")
+        mode = "idle" if args.idle else "cpu" if args.cpu else "gil"
+        profile.update(py_spy=args.py_spy[0], dir=args.py_spy[1], mode=mode)
         Path(args.py_spy[1]).mkdir(parents=True, exist_ok=True)
     worker_env_overrides.update(kv.split("=", 1) for kv in args.worker_env)
     both_env.update(kv.split("=", 1) for kv in args.env)
@@ -329,6 +334,9 @@ def main() -> None:
     rows: list[dict[str, Any]] = []
     with tempfile.TemporaryDirectory(prefix="bare-vs-worker-") as tmp:
         root = Path(tmp)
+        if args.keep:  # the children's logs (worker.log, bare.log) stay there
+            root = args.keep.resolve()
+            root.mkdir(parents=True, exist_ok=True)
         ps = emulators.start_pubsub(root / "logs")
         gcs = emulators.start_gcs(root / "logs")
         os.environ["PUBSUB_EMULATOR_HOST"] = ps.host
