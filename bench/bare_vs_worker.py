@@ -24,7 +24,8 @@ Per path and kind: ``per_job_ms`` = the median gap from one job's start to the n
 after the first; the worker's from its ``job.started`` lines), ``exec_ms`` (the executor's own
 time per job), ``first_result_s`` = process start -> the first job's result (bare: its
 ``execute`` returned; worker: ``job.succeeded``, i.e. outputs, ``result.json`` and event
-written), and the worker's boot phases (``comfyui.booted``).
+written), ``first_cpu_s`` = the CPU seconds (all threads) it used until then, which a busy
+host stretches less than wall time, and the worker's boot phases (``comfyui.booted``).
 """
 
 from __future__ import annotations
@@ -136,6 +137,7 @@ def run_bare(
         {e["name"]: round(e["s"], 3) for e in events if e["event"] == "phase"},
         ready,
         cpu.between(runs[0]["end"], runs[-1]["end"]),
+        cpu.between(started, runs[0]["end"]),
     )
 
 
@@ -194,6 +196,7 @@ def run_worker(
         booted.get("phases", {}) | {"boot_s": booted["boot_s"]},
         at(ready),
         cpu.between(first, max(at(x) for x in ok)),
+        cpu.between(started, first),
     )
 
 
@@ -229,6 +232,8 @@ class CpuWatch:
         self._thread.join()
 
         def at(t: float) -> float:
+            if not self.samples or t <= self.samples[0][0]:
+                return 0.0  # before the first sample: the process had just started
             return next((cpu for when, cpu in self.samples if when >= t), self.samples[-1][1])
 
         return at(t1) - at(t0)
@@ -275,6 +280,7 @@ def summary(
     phases: dict[str, float],
     ready: float,
     cpu_s: float,
+    first_cpu_s: float,
 ) -> dict[str, Any]:
     gaps = [b - a for a, b in itertools.pairwise(starts[1:])]
     return {
@@ -285,6 +291,7 @@ def summary(
         "first_exec_s": round(execs[0], 3),
         "ready_s": round(ready - started, 3),
         "first_result_s": round(first_result - started, 3),
+        "first_cpu_s": round(first_cpu_s, 2),  # CPU seconds to the first result: load-proof
         "phases": phases,
     }
 
@@ -384,6 +391,7 @@ def compare(rows: list[dict[str, Any]], kinds: list[str]) -> dict[str, Any]:
                     "cpu_ms",
                     "first_exec_s",
                     "first_result_s",
+                    "first_cpu_s",
                     "ready_s",
                 )
             }
@@ -393,6 +401,7 @@ def compare(rows: list[dict[str, Any]], kinds: list[str]) -> dict[str, Any]:
             "per_job_ratio": round(w["per_job_ms"] / b["per_job_ms"], 3),
             "cpu_delta_ms": round(w["cpu_ms"] - b["cpu_ms"], 2),
             "first_result_ratio": round(w["first_result_s"] / b["first_result_s"], 3),
+            "first_cpu_ratio": round(w["first_cpu_s"] / max(b["first_cpu_s"], 0.01), 3),
         }
         if "before" in med:
             out[kind]["before_per_job_ratio"] = round(
