@@ -94,9 +94,7 @@ def main(args: argparse.Namespace, settings: Settings) -> ExitCode:
     )
     needs_store = settings.output_uri or settings.producer.submit_input_uri
     store = _store(settings) if needs_store else None
-    base = settings.producer.submit_input_uri or (
-        f"{settings.output_uri}/_inputs" if settings.output_uri else None
-    )
+    base = settings.submit_input_uri
     batch = new_batch_id()
     try:
         messages = build.messages(args, settings, Uploader(store, base), batch)

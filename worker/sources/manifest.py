@@ -25,7 +25,7 @@ from collections import deque
 from dataclasses import dataclass
 
 from worker import logs
-from worker.config import Settings
+from worker.config import ProducerSettings, Settings
 from worker.errors import ConfigError, ServiceUnavailable
 from worker.job import Delivery
 from worker.sources.base import OnDeath
@@ -64,7 +64,12 @@ def share(data: bytes, index: int, count: int) -> list[Line]:
 class ManifestSource:
     """This task's share of a manifest; thread-safe (the runner prefetches on another thread)."""
 
-    def __init__(self, uri: str, lines: list[Line], max_attempts: int = 3) -> None:
+    def __init__(
+        self,
+        uri: str,
+        lines: list[Line],
+        max_attempts: int = ProducerSettings.manifest_max_attempts,
+    ) -> None:
         self.uri = uri
         self.total = len(lines)
         self.done = 0

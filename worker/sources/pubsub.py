@@ -14,6 +14,7 @@ import google.cloud.pubsub_v1 as pubsub_v1
 from google.api_core import exceptions as gexc
 
 from worker import logs, retry
+from worker.config import Settings
 from worker.errors import ServiceUnavailable, Transient
 from worker.job import Delivery
 from worker.sources.base import OnDeath
@@ -41,7 +42,7 @@ class PubSubSource:
         extension_s: float,
         max_lease_s: float,
         budget_s: float,
-        max_delivery_attempts: int = 5,
+        max_delivery_attempts: int = Settings.max_delivery_attempts,
     ) -> None:
         self._subscription = subscription
         self._budget_s = budget_s
