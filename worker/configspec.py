@@ -6,8 +6,8 @@ variable (name, kind, default, bounds, when it is required, help).
 ``Settings.require`` and the generated reference, docs/configuration.md (``worker.configdoc``).
 A kind's parser turns the variable's trimmed, non-empty text into the field's value or raises
 ``Invalid`` with a line that names the variable and says what is allowed; ``read`` collects every
-such line of every section before anything fails, and a field whose variable is bad keeps its
-default.
+such line of every section before anything fails (a field whose text can't be parsed keeps its
+default; one out of bounds keeps its value, so that checks across fields still see it).
 """
 
 from __future__ import annotations
@@ -94,44 +94,25 @@ def declare(default: T, setting: Setting) -> T:
     return value
 
 
-# The kinds. Each returns the field; the keyword arguments are Setting's.
+def _declare(default: T, kind: str, parse: Parse, env: str, help: str, **more: Any) -> T:
+    setting = Setting(env=env, default=default, help=help, kind=kind, parse=parse, **more)
+    return declare(default, setting)
+
+
+# The kinds. Each returns the field; the keyword arguments past ``help`` are Setting's.
 
 
 def integer(
     env: str, default: int, *, help: str, lo: int = 0, hi: int | None = None, **more: Any
 ) -> int:
-    return declare(
-        default,
-        Setting(
-            env=env,
-            default=default,
-            help=help,
-            kind="integer",
-            parse=_integer,
-            lo=lo,
-            hi=hi,
-            **more,
-        ),
-    )
+    return _declare(default, "integer", _integer, env, help, lo=lo, hi=hi, **more)
 
 
 def number(
     env: str, default: float, *, help: str, lo: float = 0.0, hi: float | None = None, **more: Any
 ) -> float:
-    hi = None if hi is None else float(hi)
-    return declare(
-        default,
-        Setting(
-            env=env,
-            default=default,
-            help=help,
-            kind="number",
-            parse=_number,
-            lo=float(lo),
-            hi=hi,
-            **more,
-        ),
-    )
+    hi = None if hi is None else float(hi)  # "must be between 0.0 and 1.0" whatever was written
+    return _declare(default, "number", _number, env, help, lo=float(lo), hi=hi, **more)
 
 
 def scaled(env: str, default: float, *, scale: float, help: str, **more: Any) -> int:
@@ -143,26 +124,12 @@ def scaled(env: str, default: float, *, scale: float, help: str, **more: Any) ->
 
 
 def flag(env: str, default: bool, *, help: str, **more: Any) -> bool:
-    return declare(
-        default,
-        Setting(env=env, default=default, help=help, kind="true/false", parse=_flag, **more),
-    )
+    return _declare(default, "true/false", _flag, env, help, **more)
 
 
 def choice(env: str, default: str, choices: tuple[str, ...], *, help: str, **more: Any) -> str:
     """One of ``choices``; the text is upper- or lower-cased as the choices are written."""
-    return declare(
-        default,
-        Setting(
-            env=env,
-            default=default,
-            help=help,
-            kind="one of",
-            parse=_choice(choices),
-            choices=choices,
-            **more,
-        ),
-    )
+    return _declare(default, "one of", _choice(choices), env, help, choices=choices, **more)
 
 
 @overload
@@ -190,8 +157,7 @@ def text(
 ) -> str | None:
     """Free text, or text that must match ``pattern`` (else ``rule`` says what is allowed)."""
     parse = _text if pattern is None else _matching(re.compile(pattern), rule)
-    setting = Setting(env=env, default=default, help=help, kind="text", parse=parse, **more)
-    return declare(default, setting)
+    return _declare(default, "text", parse, env, help, **more)
 
 
 @overload
@@ -200,8 +166,7 @@ def path(env: str, default: Path, *, help: str, **more: Any) -> Path: ...
 def path(env: str, default: None = None, *, help: str, **more: Any) -> Path | None: ...
 def path(env: str, default: Path | None = None, *, help: str, **more: Any) -> Path | None:
     """A file or folder (not checked here: the part that uses it says what is wrong with it)."""
-    setting = Setting(env=env, default=default, help=help, kind="path", parse=_path, **more)
-    return declare(default, setting)
+    return _declare(default, "path", _path, env, help, **more)
 
 
 def items(
@@ -214,62 +179,38 @@ def items(
     **more: Any,
 ) -> tuple[str, ...]:
     """A comma-separated list; each item is lower-cased if asked and must satisfy ``valid``."""
+    empty: tuple[str, ...] = ()
     parse = _items(lower, valid, rule)
-    return declare(
-        (),
-        Setting(env=env, default=(), help=help, kind="comma-separated list", parse=parse, **more),
-    )
+    return _declare(empty, "comma-separated list", parse, env, help, **more)
 
 
 def words(env: str, *, help: str, **more: Any) -> tuple[str, ...]:
     """Shell-quoted words: ``--reserve-vram 1 --preview-method auto``."""
-    return declare(
-        (), Setting(env=env, default=(), help=help, kind="shell words", parse=_words, **more)
-    )
+    empty: tuple[str, ...] = ()
+    return _declare(empty, "shell words", _words, env, help, **more)
 
 
 def gs_uri(env: str, *, help: str, **more: Any) -> str | None:
-    return declare(
-        None, Setting(env=env, default=None, help=help, kind="gs:// URI", parse=_gs_uri, **more)
-    )
+    return _declare(None, "gs:// URI", _gs_uri, env, help, **more)
 
 
 def gs_uri_or_path(env: str, *, help: str, **more: Any) -> str | None:
-    return declare(
-        None,
-        Setting(
-            env=env,
-            default=None,
-            help=help,
-            kind="path or gs:// URI",
-            parse=_gs_uri_or_path,
-            **more,
-        ),
-    )
+    return _declare(None, "path or gs:// URI", _gs_uri_or_path, env, help, **more)
 
 
 def resource(env: str, collection: str, *, help: str, **more: Any) -> str | None:
     """``projects/P/<collection>/NAME``, or a bare ``NAME`` resolved with GOOGLE_CLOUD_PROJECT."""
     kind = collection.removesuffix("s")  # "topics" -> "topic"
-    return declare(
-        None,
-        Setting(env=env, default=None, help=help, kind=kind, parse=_resource(collection), **more),
-    )
+    return _declare(None, kind, _resource(collection), env, help, **more)
 
 
 def run_job(env: str, *, help: str, **more: Any) -> str | None:
     """``projects/P/locations/R/jobs/J``, or a bare ``J`` with GOOGLE_CLOUD_PROJECT and REGION."""
-    return declare(
-        None,
-        Setting(env=env, default=None, help=help, kind="Cloud Run job", parse=_run_job, **more),
-    )
+    return _declare(None, "Cloud Run job", _run_job, env, help, **more)
 
 
 def endpoint(env: str, *, help: str, **more: Any) -> str | None:
-    return declare(
-        None,
-        Setting(env=env, default=None, help=help, kind="http(s):// URL", parse=_endpoint, **more),
-    )
+    return _declare(None, "http(s):// URL", _endpoint, env, help, **more)
 
 
 # The parsers: (variable, trimmed non-empty text, lookup) -> value, or raise Invalid.
