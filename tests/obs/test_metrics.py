@@ -25,9 +25,9 @@ from tests.deploy import hcl
 from tests.fakes.scripted import workflow
 from tests.helpers import run_worker
 from tests.producer.fake_cloudrun import serve
-from worker import logs
 from worker.exitcodes import ExitCode
-from worker.metrics import model_seconds, queue_fields
+from worker.obs import logs
+from worker.obs.metrics import model_seconds, queue_fields
 from worker.producer.cloudrun import CloudRunJob
 from worker.producer.dispatch import Policy
 from worker.producer.starter import dispatch_once
@@ -214,7 +214,7 @@ def test_model_seconds_counts_loader_nodes_only() -> None:
 
 
 def test_queue_wait_is_known_only_with_a_publish_time() -> None:
-    from worker.job import Delivery
+    from worker.message.job import Delivery
 
     pubsub = Delivery("1", b"", {}, None, handle=None, published_at=100.0)
     assert queue_fields(pubsub, now=103.5) == {"queue_s": 3.5}

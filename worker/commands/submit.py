@@ -14,9 +14,9 @@ import time
 from pathlib import Path
 from typing import Any
 
-from worker import tracing
 from worker.config import Settings
 from worker.exitcodes import ExitCode
+from worker.obs import tracing
 from worker.producer import build
 from worker.producer.cloudrun import api_error_exit
 from worker.producer.display import ProgressBar, as_json, describe
@@ -82,7 +82,7 @@ def register(sub: Any) -> None:
 
 
 def _store(settings: Settings) -> Any:
-    from worker.storage.gcs import GcsStore
+    from worker.adapters.storage.gcs import GcsStore
 
     return GcsStore(settings.project, settings.timeouts.service_retry_s)
 
