@@ -180,7 +180,11 @@ def _verdict(tracker: Any, finished: bool, timeout: float | None) -> ExitCode:
             file=sys.stderr,
         )
         return ExitCode.JOBS_FAILED
-    if tracker.failed:
-        print(f"error: {tracker.failed} of {len(tracker.wanted)} job(s) failed", file=sys.stderr)
+    if tracker.failed or tracker.cancelled:
+        cancelled = f", {tracker.cancelled} cancelled" if tracker.cancelled else ""
+        print(
+            f"error: {tracker.failed} of {len(tracker.wanted)} job(s) failed{cancelled}",
+            file=sys.stderr,
+        )
         return ExitCode.JOBS_FAILED
     return ExitCode.OK
