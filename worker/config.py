@@ -38,7 +38,7 @@ from worker.configspec import (
 from worker.errors import ConfigError
 
 if TYPE_CHECKING:
-    from worker.cost import CostMeter, Prices, Shape
+    from worker.obs.cost import CostMeter, Prices, Shape
 
 MiB = 1024 * 1024
 GiB = 1024 * MiB
@@ -404,8 +404,9 @@ class ProducerSettings:
 @dataclass(frozen=True)
 class CostSettings:
     """Prices and the task's shape for the ``gpu_seconds`` / ``cost_usd`` fields of each result
-    (``worker.cost``). Defaults: Cloud Run list prices, tier 1, L4 without zonal redundancy, read
-    in ``worker.cost.PRICE_DATE``; ``TASK_VCPUS`` / ``TASK_MEMORY_GIB`` must match jobs.yaml."""
+    (``worker.obs.cost``). Defaults: Cloud Run list prices, tier 1, L4 without zonal redundancy,
+    read in ``worker.obs.cost.PRICE_DATE``; ``TASK_VCPUS`` / ``TASK_MEMORY_GIB`` must match
+    jobs.yaml."""
 
     title: ClassVar[str] = "Cost"
 
@@ -430,19 +431,19 @@ class CostSettings:
 
     @property
     def prices(self) -> Prices:
-        from worker.cost import Prices
+        from worker.obs.cost import Prices
 
         return Prices(self.gpu_usd_s, self.vcpu_usd_s, self.gib_usd_s)
 
     @property
     def shape(self) -> Shape:
-        from worker.cost import Shape
+        from worker.obs.cost import Shape
 
         return Shape(self.vcpus, self.memory_gib)
 
     def meter(self, started_at: float) -> CostMeter:
         """The share-out meter of one task that started at ``started_at`` (monotonic)."""
-        from worker.cost import meter_for
+        from worker.obs.cost import meter_for
 
         return meter_for(self.prices, self.shape, started_at)
 
@@ -648,8 +649,9 @@ class Settings:
         raise KeyError(f"{name} is not a declared setting")
 
     def in_slot(self, slot_dir: Path) -> Settings:
-        """These settings for a process that owns ``slot_dir`` of ``WORK_DIR`` (``worker.workdir``):
-        its jobs and ComfyUI's folders go there, while the model cache stays shared."""
+        """These settings for a process that owns ``slot_dir`` of ``WORK_DIR``
+        (``worker.loop.workdir``): its jobs and ComfyUI's folders go there, while the model cache
+        stays shared."""
         comfy = dataclasses.replace(self.comfy, model_cache_dir=self.model_cache_dir)
         return dataclasses.replace(self, work_dir=slot_dir, comfy=comfy)
 

@@ -20,8 +20,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from worker.adapters.storage.base import ObjectStore
 from worker.config import PUBSUB_MAX_MESSAGE_BYTES
-from worker.storage.base import ObjectStore
 
 
 class SubmitError(Exception):
