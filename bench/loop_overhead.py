@@ -8,7 +8,7 @@ fixed time and writes a 2 MB PNG. Two loops run in the same process on the same 
 
 - ``baseline``: the sequential loop a straightforward worker has (pull -> prepare -> execute ->
   upload -> result.json -> event -> ack, one after the other), built from the same project pieces;
-- ``worker``: ``worker.runner.Runner`` (prefetch of the next job, recording in the background).
+- ``worker``: ``worker.loop.runner.Runner`` (prefetch of the next job, recording in the background).
 
 Overhead per job = the gap between one execution's end and the next one's start (p50/p95);
 duty cycle = execution time / wall time from the first execution's start to the last one's end.
@@ -35,21 +35,21 @@ from typing import Any
 import google.cloud.pubsub_v1 as pubsub_v1
 from google.cloud import storage
 
-from worker import outputs as outputs_mod
-from worker import result as results
+from worker.adapters.events.pubsub import PubSubPublisher
+from worker.adapters.sources.pubsub import PubSubSource
+from worker.adapters.storage.gcs import GcsStore
 from worker.config import Settings
-from worker.events.pubsub import PubSubPublisher
 from worker.executor.base import ExecRequest, ExecResult
-from worker.job import ProducedFile
-from worker.ledger import Ledger
 from worker.local import emulators
+from worker.loop.ledger import Ledger
+from worker.loop.prepare import Preparer
+from worker.loop.runner import Runner
+from worker.message.job import ProducedFile
+from worker.message.namespace import Namespace
+from worker.message.parse import Parser
 from worker.models.fetch import ModelFetcher
-from worker.namespace import Namespace
-from worker.parse import Parser
-from worker.prepare import Preparer
-from worker.runner import Runner
-from worker.sources.pubsub import PubSubSource
-from worker.storage.gcs import GcsStore
+from worker.record import outputs as outputs_mod
+from worker.record import result as results
 
 PROJECT = "bench-project"
 

@@ -19,10 +19,10 @@ from tests.fakes.memstore import MemoryStore
 from tests.fakes.scripted import workflow
 from tests.helpers import run_worker
 from tests.producer.cli import worker_cli
-from worker import cancel, jobstate
+from worker.adapters.storage.gcs import GcsStore
 from worker.exitcodes import ExitCode
-from worker.jobref import BadReference, JobRef
-from worker.storage.gcs import GcsStore
+from worker.message.jobref import BadReference, JobRef
+from worker.record import cancel, jobstate
 
 FAST = {"CANCEL_CHECK_S": "0.5", "IDLE_EXIT_S": "2"}
 
@@ -198,7 +198,7 @@ def test_state_is_read_in_order_result_cancel_running_queued() -> None:
 
 @pytest.mark.parametrize("name", [".cancel", ".namespace", "result.json"])
 def test_an_output_can_not_be_named_like_the_cancel_marker(name: str) -> None:
-    from worker.job import ProducedFile
-    from worker.outputs import object_name
+    from worker.message.job import ProducedFile
+    from worker.record.outputs import object_name
 
     assert object_name(ProducedFile(Path("/x"), name, "file")) != name

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, TypeVar
 from worker.errors import ConfigError
 
 if TYPE_CHECKING:
-    from worker.cost import CostMeter
+    from worker.obs.cost import CostMeter
 
 MiB = 1024 * 1024
 GiB = 1024 * MiB
@@ -378,8 +378,9 @@ class ProducerSettings:
 @dataclass(frozen=True)
 class CostSettings:
     """Prices and the task's shape for the ``gpu_seconds`` / ``cost_usd`` fields of each result
-    (``worker.cost``). Defaults: Cloud Run list prices, tier 1, L4 without zonal redundancy, read
-    in ``worker.cost.PRICE_DATE``; ``TASK_VCPUS`` / ``TASK_MEMORY_GIB`` must match jobs.yaml."""
+    (``worker.obs.cost``). Defaults: Cloud Run list prices, tier 1, L4 without zonal redundancy,
+    read in ``worker.obs.cost.PRICE_DATE``; ``TASK_VCPUS`` / ``TASK_MEMORY_GIB`` must match
+    jobs.yaml."""
 
     gpu_usd_s: float = 0.0001867
     vcpu_usd_s: float = 0.000018
@@ -399,7 +400,7 @@ class CostSettings:
 
     def meter(self, started_at: float) -> CostMeter:
         """The share-out meter of one task that started at ``started_at`` (monotonic)."""
-        from worker.cost import Prices, Shape, meter_for
+        from worker.obs.cost import Prices, Shape, meter_for
 
         prices = Prices(self.gpu_usd_s, self.vcpu_usd_s, self.gib_usd_s)
         return meter_for(prices, Shape(self.vcpus, self.memory_gib), started_at)
@@ -580,8 +581,9 @@ class Settings:
             raise ConfigError("missing required setting(s): " + ", ".join(missing))
 
     def in_slot(self, slot_dir: Path) -> Settings:
-        """These settings for a process that owns ``slot_dir`` of ``WORK_DIR`` (``worker.workdir``):
-        its jobs and ComfyUI's folders go there, while the model cache stays shared."""
+        """These settings for a process that owns ``slot_dir`` of ``WORK_DIR``
+        (``worker.loop.workdir``): its jobs and ComfyUI's folders go there, while the model cache
+        stays shared."""
         comfy = self.comfy
         if comfy.model_cache_dir is None:
             comfy = dataclasses.replace(comfy, model_cache_dir=self.work_dir / "models")

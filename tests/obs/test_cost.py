@@ -9,7 +9,7 @@ from hypothesis import strategies as st
 
 from tests.deploy import jobfiles
 from worker.config import Settings
-from worker.cost import NOT_EXECUTED, CostMeter, Prices, Shape, rate_usd_s
+from worker.obs.cost import NOT_EXECUTED, CostMeter, Prices, Shape, rate_usd_s
 
 # 0.0001867 + 8 x 0.000018 + 32 x 0.000002 = 0.0003947 USD/s, $1.42092 an hour
 RATE = 0.0003947

@@ -4,18 +4,18 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from worker import workdir
+from worker.adapters.events.base import EventPublisher
+from worker.adapters.events.pubsub import PubSubPublisher
+from worker.adapters.storage.base import ObjectStore
+from worker.adapters.storage.gcs import GcsStore
 from worker.commands.run import load_executor, load_pipelines
 from worker.config import Settings
-from worker.events.base import EventPublisher
-from worker.events.pubsub import PubSubPublisher
 from worker.executor.base import Executor
 from worker.http.gateway import Gateway
 from worker.http.service import Service
-from worker.parse import Parser
-from worker.runner import ExitReason
-from worker.storage.base import ObjectStore
-from worker.storage.gcs import GcsStore
+from worker.loop import workdir
+from worker.loop.runner import ExitReason
+from worker.message.parse import Parser
 
 
 def wire(

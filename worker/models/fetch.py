@@ -26,15 +26,16 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from worker import logs, retry
-from worker.bounded import safe_str
+from worker import retry
 from worker.config import Limits, Settings
 from worker.errors import ErrorType, JobFailed, Stopped, Transient
-from worker.job import ModelFile, ModelSpec
+from worker.message.bounded import safe_str
+from worker.message.job import ModelFile, ModelSpec
 from worker.models.cache import Blob, CacheBusy, CacheFull, ModelCache, alias_key, sha256_file
 from worker.models.faults import ModelRefused, ModelUnreachable
 from worker.models.https import HttpsPolicy
 from worker.models.spec import redact
+from worker.obs import logs
 
 log = logging.getLogger(__name__)
 

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from worker.storage.base import ObjectStore
+from worker.adapters.storage.base import ObjectStore
 
 MAX_MESSAGE_BYTES = 10_000_000  # Pub/Sub's limit
 

@@ -6,12 +6,12 @@ from __future__ import annotations
 import logging
 from datetime import UTC, datetime
 
-from worker import logs
+from worker.adapters.storage.base import ObjectStore
 from worker.config import ProducerSettings, Settings
+from worker.obs import logs
 from worker.producer.cloudrun import CloudRunJob
 from worker.producer.dispatch import Plan, Policy, plan, wanted_tasks
 from worker.producer.lock import SlotLock
-from worker.storage.base import ObjectStore
 
 log = logging.getLogger(__name__)
 

@@ -22,10 +22,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from worker import logs
 from worker.config import ComfySettings
 from worker.errors import ConfigError
 from worker.executor.comfy import gpu
+from worker.obs import logs
 
 log = logging.getLogger(__name__)
 EventSink = Callable[[str, Any], None]
