@@ -40,7 +40,7 @@ from typing import Any
 import google.cloud.pubsub_v1 as pubsub_v1
 
 from worker.local import emulators, stack
-from worker.local.http_selftest import REPO, request, server_env, wait_for
+from worker.local.http_selftest import REPO, request, server_env, spawn, wait_for
 
 
 @dataclass
@@ -135,12 +135,7 @@ def start_processes(
 ) -> tuple[str, subprocess.Popen[bytes], subprocess.Popen[bytes]]:
     port = emulators.free_port()
     env = {**server_env(port, logs / "http-work", comfyui, local), "LOG_LEVEL": "WARNING"}
-    with (logs / "http.log").open("wb") as out:
-        server = subprocess.Popen(
-            [sys.executable, "-m", "functions_framework", "--target=app", "--source=main.py",
-             f"--port={port}", "--host=127.0.0.1"],
-            cwd=REPO, env=env, stdout=out, stderr=subprocess.STDOUT,
-        )  # fmt: skip
+    base, server, _ = spawn(port, env, logs / "http.log")
     worker_env = {
         **os.environ,
         **local.exports(),
@@ -157,7 +152,7 @@ def start_processes(
             [sys.executable, "-m", "worker", "run"],
             cwd=REPO, env=worker_env, stdout=out, stderr=subprocess.STDOUT,
         )  # fmt: skip
-    return f"http://127.0.0.1:{port}", server, worker
+    return base, server, worker
 
 
 def stats(values: list[float]) -> tuple[float, float]:
