@@ -48,10 +48,10 @@ def emit(event: str, **fields: Any) -> None:
 
 
 def embedded_child(work: Path, models: Path, jobs: int, sd_jobs: int, ckpt: str) -> None:
-    from worker import logs
     from worker.config import Settings
     from worker.executor.base import ExecRequest, Progress
     from worker.executor.comfy.executor import ComfyExecutor
+    from worker.obs import logs
 
     logs.setup("WARNING")
     settings = Settings.from_env(

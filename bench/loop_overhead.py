@@ -8,7 +8,7 @@ fixed time and writes a 2 MB PNG. Two loops run in the same process on the same 
 
 - ``baseline``: the sequential loop a straightforward worker has (pull -> prepare -> execute ->
   upload -> result.json -> event -> ack, one after the other), built from the same project pieces;
-- ``worker``: ``worker.runner.Runner`` (prefetch of the next job, recording in the background).
+- ``worker``: ``worker.loop.runner.Runner`` (prefetch of the next job, recording in the background).
 
 Overhead per job = the gap between one execution's end and the next one's start (p50/p95);
 duty cycle = execution time / wall time from the first execution's start to the last one's end.
@@ -27,6 +27,7 @@ import threading
 import time
 import uuid
 import zlib
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -34,20 +35,21 @@ from typing import Any
 import google.cloud.pubsub_v1 as pubsub_v1
 from google.cloud import storage
 
-from worker import outputs as outputs_mod
-from worker import result as results
+from worker.adapters.events.pubsub import PubSubPublisher
+from worker.adapters.sources.pubsub import PubSubSource
+from worker.adapters.storage.gcs import GcsStore
 from worker.config import Settings
-from worker.events.pubsub import PubSubPublisher
 from worker.executor.base import ExecRequest, ExecResult
-from worker.job import ProducedFile
-from worker.ledger import Ledger
 from worker.local import emulators
-from worker.namespace import Namespace
-from worker.parse import Parser
-from worker.prepare import Preparer
-from worker.runner import Runner
-from worker.sources.pubsub import PubSubSource
-from worker.storage.gcs import GcsStore
+from worker.loop.ledger import Ledger
+from worker.loop.prepare import Preparer
+from worker.loop.runner import Runner
+from worker.message.job import ProducedFile
+from worker.message.namespace import Namespace
+from worker.message.parse import Parser
+from worker.models.fetch import ModelFetcher
+from worker.record import outputs as outputs_mod
+from worker.record import result as results
 
 PROJECT = "bench-project"
 
@@ -101,7 +103,13 @@ class FixedExecutor:
 class Slice:
     """Fresh topics, subscription and bucket on the emulators for one measured run."""
 
-    def __init__(self, tag: str, work: Path, max_crashed_attempts: int = 2) -> None:
+    def __init__(
+        self,
+        tag: str,
+        work: Path,
+        max_crashed_attempts: int = 2,
+        extra_env: Mapping[str, str] | None = None,
+    ) -> None:
         suffix = f"{tag}-{uuid.uuid4().hex[:6]}"
         self.topic = f"projects/{PROJECT}/topics/jobs-{suffix}"
         self.results = f"projects/{PROJECT}/topics/results-{suffix}"
@@ -114,19 +122,19 @@ class Slice:
             name=self.subscription, topic=self.topic, ack_deadline_seconds=60
         )
         storage.Client(project=PROJECT).create_bucket(self.bucket)
-        self.settings = Settings.from_env(
-            {
-                "GOOGLE_CLOUD_PROJECT": PROJECT,
-                "JOBS_SUBSCRIPTION": self.subscription,
-                "RESULTS_TOPIC": self.results,
-                "OUTPUT_URI": f"gs://{self.bucket}/out",
-                "WORK_DIR": str(work / suffix),
-                "IDLE_EXIT_S": "2",
-                "PULL_TIMEOUT_S": "1.5",
-                "LOG_LEVEL": "WARNING",
-                "MAX_CRASHED_ATTEMPTS": str(max_crashed_attempts),
-            }
-        )
+        self.env = {  # the worker's environment (also for ``python -m worker run``)
+            "GOOGLE_CLOUD_PROJECT": PROJECT,
+            "JOBS_SUBSCRIPTION": self.subscription,
+            "RESULTS_TOPIC": self.results,
+            "OUTPUT_URI": f"gs://{self.bucket}/out",
+            "WORK_DIR": str(work / suffix),
+            "IDLE_EXIT_S": "2",
+            "PULL_TIMEOUT_S": "1.5",
+            "LOG_LEVEL": "WARNING",
+            "MAX_CRASHED_ATTEMPTS": str(max_crashed_attempts),
+            **(extra_env or {}),
+        }
+        self.settings = Settings.from_env(self.env)
         body = {"workflow": {"9": {"class_type": "Bench", "inputs": {}}}}
         self.publisher = pub
         self.body = json.dumps(body).encode()
@@ -151,8 +159,11 @@ class Slice:
         )
 
 
-def run_baseline(sl: Slice, executor: FixedExecutor, jobs: int) -> None:
-    """The sequential loop: nothing overlaps the executor."""
+def run_baseline(
+    sl: Slice, executor: FixedExecutor, jobs: int, models: ModelFetcher | None = None
+) -> None:
+    """The sequential loop: nothing overlaps the executor (a job's ``models`` are fetched in
+    its own time, before it executes, when ``models`` is given)."""
     source, store, publisher, parser = sl.pieces()
     assert sl.settings.output_uri is not None
     preparer = Preparer(
@@ -161,6 +172,7 @@ def run_baseline(sl: Slice, executor: FixedExecutor, jobs: int) -> None:
         sl.settings,
         Namespace(store, sl.settings.output_uri),
         Ledger(store, publisher),
+        models,
     )
     never = threading.Event()
     done = 0
@@ -180,7 +192,7 @@ def run_baseline(sl: Slice, executor: FixedExecutor, jobs: int) -> None:
             status="succeeded",
             outputs=stored,
             error=None,
-            timings=results.Timings(),
+            timings=results.Timings(models_s=prepared.models_s),
             identity=sl.settings.identity,
         )
         data = results.encode(doc)

@@ -5,7 +5,7 @@
 # docs/dashboard.png is a sketch of its layout, drawn from the same JSON.
 
 variable "task_usd_per_hour" {
-  description = "List price of one worker task-hour (L4 + 8 vCPU + 32 GiB, no zonal redundancy: 0.0003947 USD/s, see worker/cost.py) for the dashboard's spend estimate from running tasks."
+  description = "List price of one worker task-hour (L4 + 8 vCPU + 32 GiB, no zonal redundancy: 0.0003947 USD/s, see worker/obs/cost.py) for the dashboard's spend estimate from running tasks."
   type        = number
   default     = 1.42092
 }

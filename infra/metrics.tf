@@ -1,4 +1,4 @@
-# Log-based metrics over the JSON lines the worker already writes (worker/metrics.py): no client,
+# Log-based metrics over the JSON lines the worker already writes (worker/obs/metrics.py): no client,
 # no latency on the job path, nothing lost when a task dies. Every field named here is checked
 # against the lines a real run emits (tests/obs/test_metrics.py). Metric types are
 # logging.googleapis.com/user/<name>; the dashboard (dashboard.tf) charts them.
@@ -259,7 +259,7 @@ resource "google_logging_metric" "comfy_gpu_seconds" {
 
 resource "google_logging_metric" "comfy_cost_usd" {
   name            = "comfy_cost_usd"
-  description     = "Estimated USD per finished job: its share of the task's time (worker/cost.py)."
+  description     = "Estimated USD per finished job: its share of the task's time (worker/obs/cost.py)."
   filter          = "${local.worker_job} AND jsonPayload.message = (\"job.succeeded\" OR \"job.failed\")"
   value_extractor = "EXTRACT(jsonPayload.cost_usd)"
   metric_descriptor {

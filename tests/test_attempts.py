@@ -1,11 +1,11 @@
-"""Attempt records and crash accounting (``worker.attempts``) over the in-memory store."""
+"""Attempt records and crash accounting (``worker.loop.attempts``) over the in-memory store."""
 
 from __future__ import annotations
 
 from tests.fakes.memstore import MemoryStore
-from worker import attempts
 from worker.config import Identity
 from worker.errors import ErrorType
+from worker.loop import attempts
 
 A, B = "gs://bkt/out/a", "gs://bkt/out/b"
 

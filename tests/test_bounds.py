@@ -14,13 +14,15 @@ import pytest
 
 from tests.fakes.memstore import MemoryStore
 from tests.fakes.publisher import RecordingPublisher
-from worker import jsonsafe, logs, workdir
-from worker import result as results
 from worker.config import Identity, Settings
 from worker.errors import ErrorType, JobFailed
-from worker.job import StoredOutput
-from worker.ledger import Ledger, Recorded
-from worker.result import JobContext
+from worker.loop import workdir
+from worker.loop.ledger import Ledger, Recorded
+from worker.message import jsonsafe
+from worker.message.job import StoredOutput
+from worker.obs import logs
+from worker.record import result as results
+from worker.record.result import JobContext
 
 REPO = Path(__file__).resolve().parent.parent
 CTX = JobContext("j", "m", 2, "gs://bkt/out/j", metadata={"k": "v"})

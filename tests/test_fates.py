@@ -15,13 +15,13 @@ from tests.fakes.proxy import proxy
 from tests.fakes.scripted import ScriptedExecutor, workflow
 from tests.helpers import run_worker
 from tests.test_lifecycle import log_lines, wait_for_log
+from worker.adapters.events.pubsub import PubSubPublisher
+from worker.adapters.sources.pubsub import PubSubSource
+from worker.adapters.storage.gcs import GcsStore
 from worker.config import Settings
-from worker.events.pubsub import PubSubPublisher
 from worker.exitcodes import ExitCode
-from worker.parse import Parser
-from worker.runner import ExitReason, Runner
-from worker.sources.pubsub import PubSubSource
-from worker.storage.gcs import GcsStore
+from worker.loop.runner import ExitReason, Runner
+from worker.message.parse import Parser
 
 
 def put(cloud: Cloud, key: str, data: bytes) -> None:

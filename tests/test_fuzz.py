@@ -2,7 +2,7 @@
 job's own failure, never in anything else.
 
 Hypothesis drives the real parser, validation, namespace placement, ledger lookup and input
-staging (``worker.prepare.Preparer``) with generated messages, mutations of valid ones and raw
+staging (``worker.loop.prepare.Preparer``) with generated messages, mutations of valid ones and raw
 bytes, including the classes that once crashed the worker: deep nesting, integer literals past
 Python's digit limit, floats that overflow, NaN/Infinity, lone surrogates, input names where one
 is a folder of the other or that are over 255 bytes in UTF-8, huge echoed values. The store is
@@ -32,17 +32,17 @@ from hypothesis import strategies as st
 
 from tests.fakes.memstore import MemoryStore
 from tests.fakes.publisher import RecordingPublisher
-from worker import jsonsafe
-from worker import result as results
 from worker.config import Identity, Limits, Settings
 from worker.errors import ErrorType, JobFailed
 from worker.executor.comfy import shape
-from worker.job import Delivery
-from worker.ledger import Ledger
-from worker.namespace import Namespace
-from worker.parse import Parser
-from worker.pipelines import PipelineCatalog
-from worker.prepare import Prepared, Preparer
+from worker.loop.ledger import Ledger
+from worker.loop.prepare import Prepared, Preparer
+from worker.message import jsonsafe
+from worker.message.job import Delivery
+from worker.message.namespace import Namespace
+from worker.message.parse import Parser
+from worker.message.pipelines import PipelineCatalog
+from worker.record import result as results
 
 REPO = Path(__file__).resolve().parent.parent
 EXAMPLES = int(os.environ.get("FUZZ_EXAMPLES", "250"))

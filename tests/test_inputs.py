@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from worker import inputs
 from worker.config import Limits
 from worker.errors import JobFailed
+from worker.message import inputs
 
 RAW = os.urandom(inputs.EXTERNAL_MIN_BYTES + 2)
 TEXT = base64.b64encode(RAW).decode()

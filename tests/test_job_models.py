@@ -16,7 +16,7 @@ from tests.fakes.scripted import workflow
 from tests.helpers import run_worker
 from tests.modelhost import Certs, File, ModelHost
 from worker.exitcodes import ExitCode
-from worker.logs import JsonFormatter
+from worker.obs.logs import JsonFormatter
 
 TOKEN = "hf_T0ken-that-must-never-leak-9f3b"
 

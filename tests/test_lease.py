@@ -6,7 +6,7 @@ import threading
 import time
 from collections.abc import Sequence
 
-from worker.sources.lease import Leaser
+from worker.adapters.sources.lease import Leaser
 
 
 class Recorder:

@@ -22,16 +22,16 @@ from hypothesis import strategies as st
 
 from tests.fakes.memstore import MemoryStore
 from tests.fakes.publisher import RecordingPublisher
-from worker import outputs
-from worker import result as results
-from worker.attempts import Markers
 from worker.config import Identity, Limits, Settings
 from worker.errors import ErrorType, JobFailed
-from worker.job import Delivery, ProducedFile
-from worker.ledger import Ledger
-from worker.namespace import Namespace
-from worker.parse import Parser
-from worker.prepare import Prepared, Preparer
+from worker.loop.attempts import Markers
+from worker.loop.ledger import Ledger
+from worker.loop.prepare import Prepared, Preparer
+from worker.message.job import Delivery, ProducedFile
+from worker.message.namespace import Namespace
+from worker.message.parse import Parser
+from worker.record import outputs
+from worker.record import result as results
 
 ROOT = "gs://ns-out/results"
 WORKFLOW = {"1": {"class_type": "Scripted", "inputs": {}}}
@@ -99,7 +99,7 @@ class World:
         return prepared
 
 
-SEGMENTS = ["a", "b", "J", "K", "result.json", ".namespace"]
+SEGMENTS = ["a", "b", "J", "K", "result.json", ".namespace", "_inputs", "_dispatch", "_x"]
 segment = st.sampled_from(SEGMENTS)
 prefixes = st.one_of(
     st.lists(segment, max_size=3).map("/".join),
@@ -156,6 +156,8 @@ def test_no_job_writes_under_another_jobs_folder(
                 ), uri
         for folder in world.accepted:  # every accepted job's result is its own
             assert f"{folder}/result.json" in world.store.objects
+        for uri in world.store.writes:  # the worker's own folders (_inputs, _dispatch) stay its own
+            assert not uri[len(ROOT) + 1 :].startswith("_"), uri
 
 
 def test_free_form_prefixes_stay_valid() -> None:
@@ -210,3 +212,23 @@ def test_outputs_are_one_segment_and_never_reserved_names() -> None:
         assert exc.error_type is ErrorType.EXECUTION_ERROR and "distinct" in exc.message
     else:
         raise AssertionError("a flattening collision must fail the job")
+
+
+def test_names_starting_with_an_underscore_are_refused_and_recorded_under_the_message_id(
+    tmp_path: Path,
+) -> None:
+    world = World.make(tmp_path)
+    for body in (
+        {"workflow": WORKFLOW, "job_id": "_inputs"},
+        {"workflow": WORKFLOW, "job_id": "_dispatch", "output": {"prefix": "p"}},
+        {"input": {"workflow": WORKFLOW}, "job_id": "_x"},
+    ):
+        prepared = world.run("m1", body, [])
+        assert prepared.ctx.folder == f"{ROOT}/m1"
+        assert isinstance(prepared.early, JobFailed)
+        assert prepared.early.error_type is ErrorType.INVALID_JOB
+        assert "reserved for the worker's own folders" in prepared.early.message
+    world = World.make(tmp_path)
+    prepared = world.run("m2", {"workflow": WORKFLOW, "output": {"prefix": "_inputs/x"}}, [])
+    assert isinstance(prepared.early, JobFailed) and "reserved" in prepared.early.message
+    assert not any(uri.startswith(f"{ROOT}/_") for uri in world.store.writes)

@@ -14,9 +14,9 @@ from PIL import Image, PngImagePlugin
 
 from worker.config import Limits
 from worker.errors import ErrorType, JobFailed
-from worker.job import Delivery, OutputFormat, ProducedFile
-from worker.output_format import check_output, convert
-from worker.parse import Parser, Refused
+from worker.message.job import Delivery, OutputFormat, ProducedFile
+from worker.message.parse import Parser, Refused
+from worker.record.output_format import check_output, convert
 
 PROMPT = {"3": {"class_type": "KSampler", "inputs": {"seed": 7}}}
 WORKFLOW_UI = {"nodes": [{"id": 3}], "links": []}

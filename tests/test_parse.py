@@ -10,8 +10,8 @@ import pytest
 
 from worker.config import Limits
 from worker.errors import ErrorType
-from worker.job import Delivery
-from worker.parse import Parser, Refused
+from worker.message.job import Delivery
+from worker.message.parse import Parser, Refused
 
 WORKFLOW = {"1": {"class_type": "EmptyImage", "inputs": {"width": 8}}}
 

@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 
 from tests.cloud import PROJECT, Cloud
-from worker.storage.base import ObjectNotFound, ObjectTooLarge
-from worker.storage.gcs import GcsStore
+from worker.adapters.storage.base import ObjectNotFound, ObjectTooLarge
+from worker.adapters.storage.gcs import GcsStore
 
 
 @pytest.fixture
@@ -60,7 +60,7 @@ def test_the_one_copy_multipart_body_is_the_librarys_byte_for_byte() -> None:
     import importlib
     import random
 
-    from worker.storage import multipart
+    from worker.adapters.storage import multipart
 
     _upload = importlib.import_module("google.cloud.storage._media._upload")
     original = _upload.construct_multipart_request

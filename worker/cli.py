@@ -13,10 +13,10 @@ import os
 import sys
 from collections.abc import Sequence
 
-from worker import logs
 from worker.config import Settings
 from worker.errors import ConfigError
 from worker.exitcodes import ExitCode
+from worker.obs import logs
 
 COMMANDS = (
     "run",

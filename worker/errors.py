@@ -1,7 +1,8 @@
 """The failure classes of the design, as exceptions.
 
 Every failure the worker can meet is raised as one of these four classes. The runner maps the class
-to what happens to the message (``worker.settle.decide``); nothing else decides ack, nack or exit.
+to what happens to the message (``worker.loop.settle.decide``); nothing else decides ack, nack or
+exit.
 
 | class            | meaning                                   | message          | process     |
 |------------------|-------------------------------------------|------------------|-------------|
@@ -16,7 +17,7 @@ from __future__ import annotations
 from enum import StrEnum
 from typing import Any
 
-from worker.bounded import ECHO_CHARS, bound, clip
+from worker.message.bounded import ECHO_CHARS, bound, clip
 
 
 class ErrorType(StrEnum):

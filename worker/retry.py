@@ -14,8 +14,8 @@ from typing import TypeVar
 
 import tenacity
 
-from worker import logs
 from worker.errors import Transient
+from worker.obs import logs
 
 T = TypeVar("T")
 log = logging.getLogger(__name__)

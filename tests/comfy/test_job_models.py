@@ -23,8 +23,8 @@ from tests.modelhost import Certs, File, ModelHost
 from tests.models.helpers import NEVER, fetcher, sha, spec
 from worker.errors import ErrorType, JobFailed
 from worker.executor.base import ExecRequest, ExecResult
-from worker.job import ModelFile
 from worker.local.emulators import Emulator
+from worker.message.job import ModelFile
 
 pytestmark = [pytest.mark.comfyui, pytest.mark.slow]
 LORA = "style.safetensors"

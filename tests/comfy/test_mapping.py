@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 
 from worker.errors import ErrorType, JobFailed, WorkerBroken
-from worker.executor.comfy import failures, shape, validation
+from worker.executor.comfy import failures, prompt_errors, shape
 
 CKPTS = ["a.safetensors", "b.safetensors"]
 MODEL_FILES = {"checkpoints": CKPTS, "loras": [], "vae": []}
@@ -42,7 +42,7 @@ def node_error(
 
 
 def explain(error: dict[str, Any] | None, node_errors: dict[str, Any]) -> JobFailed | None:
-    return validation.explain(error, node_errors, options_for, MODEL_FILES)
+    return prompt_errors.explain(error, node_errors, options_for, MODEL_FILES)
 
 
 FAILED = {"type": "prompt_outputs_failed_validation", "message": "Prompt outputs failed validation"}

@@ -19,7 +19,7 @@ from tests.comfy.conftest import ComfyHarness, comfyui_dir_or_skip
 from tests.producer.cli import worker_cli
 from worker.errors import JobFailed
 from worker.executor.comfy import run
-from worker.pipelines import PipelineCatalog
+from worker.message.pipelines import PipelineCatalog
 
 pytestmark = pytest.mark.comfyui
 

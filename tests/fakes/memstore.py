@@ -13,8 +13,8 @@ import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from worker.storage import uri as gsuri
-from worker.storage.base import ObjectInfo, ObjectNotFound, ObjectTooLarge
+from worker.adapters.storage import uri as gsuri
+from worker.adapters.storage.base import ObjectInfo, ObjectNotFound, ObjectTooLarge
 
 
 @dataclass

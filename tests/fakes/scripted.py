@@ -32,7 +32,7 @@ from typing import Any
 from worker.config import Settings
 from worker.errors import ConfigError, ErrorType, Interrupted, JobFailed, Transient, WorkerBroken
 from worker.executor.base import ExecRequest, ExecResult, Progress
-from worker.job import OutputKind, ProducedFile
+from worker.message.job import OutputKind, ProducedFile
 
 _KINDS: dict[str, OutputKind] = {".png": "image", ".txt": "text", ".mp4": "video", ".flac": "audio"}
 

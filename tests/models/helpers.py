@@ -13,7 +13,7 @@ from typing import Any
 
 from tests.modelhost import Certs
 from worker.config import Limits
-from worker.job import ModelSpec
+from worker.message.job import ModelSpec
 from worker.models.cache import ModelCache
 from worker.models.fetch import Downloader, ModelFetcher
 from worker.models.https import HttpsPolicy

@@ -13,10 +13,10 @@ from hypothesis import strategies as st
 
 from worker.config import Limits
 from worker.errors import ErrorType, JobFailed
-from worker.job import Delivery, ModelSpec
+from worker.message.job import Delivery, ModelSpec
+from worker.message.parse import Parser, Refused
 from worker.models.netpolicy import host_allowed
 from worker.models.spec import check_models, redact
-from worker.parse import Parser, Refused
 
 SHA = "ab" * 32
 LIMITS = Limits(

@@ -19,12 +19,12 @@ from tests.cloud import REPO, Cloud
 from tests.fakes.scripted import workflow
 from tests.helpers import run_worker
 from tests.producer.cli import worker_cli
-from worker import profiler
 from worker.config import Identity, Settings
 from worker.errors import ConfigError
 from worker.exitcodes import ExitCode
-from worker.job import Delivery
-from worker.tracing_otel import OtelTracer
+from worker.message.job import Delivery
+from worker.obs import profiler
+from worker.obs.tracing_otel import OtelTracer
 
 
 def installed(module: str) -> bool:
@@ -126,9 +126,10 @@ def test_tracing_off_imports_no_sdk_and_no_exporter(cloud: Cloud) -> None:
         for line in run.stderr.splitlines()
         if "import time:" in line
     }
-    assert "worker.runner" in imported and "worker.tracing" in imported  # the log is complete
+    # the log is complete
+    assert "worker.loop.runner" in imported and "worker.obs.tracing" in imported
     for module in (
-        "worker.tracing_otel",
+        "worker.obs.tracing_otel",
         "opentelemetry.sdk",
         "opentelemetry.sdk.trace",
         "opentelemetry.exporter",
@@ -140,7 +141,7 @@ def test_tracing_off_imports_no_sdk_and_no_exporter(cloud: Cloud) -> None:
 def test_tracing_to_cloud_trace_without_its_exporter_says_what_to_install() -> None:
     if installed("opentelemetry.exporter.cloud_trace"):
         pytest.skip("the Cloud Trace exporter is installed here")
-    from worker import tracing
+    from worker.obs import tracing
 
     settings = Settings.from_env({"TRACING": "1"})
     with pytest.raises(ConfigError, match="pip install opentelemetry-exporter-gcp-trace"):

@@ -6,8 +6,8 @@ from __future__ import annotations
 import json
 
 from tests.cloud import Cloud
+from worker.adapters.storage.gcs import GcsStore
 from worker.producer.lock import SlotLock
-from worker.storage.gcs import GcsStore
 
 
 class Clock:

@@ -16,8 +16,8 @@ from typing import Any
 
 from tests.cloud import Cloud
 from tests.fakes.scripted import workflow
+from worker.adapters.sources.jsonl import message_id_prefix
 from worker.exitcodes import ExitCode
-from worker.sources.manifest import message_id_prefix
 
 TASKS = 3
 

@@ -8,10 +8,10 @@ import time
 import pytest
 
 from tests.cloud import Cloud
+from worker.adapters.sources.jsonl import Line, ManifestSource, message_id_prefix, share
+from worker.adapters.storage.gcs import GcsStore
 from worker.errors import ConfigError, ServiceUnavailable
-from worker.job import Delivery
-from worker.sources.manifest import Line, ManifestSource, message_id_prefix, share
-from worker.storage.gcs import GcsStore
+from worker.message.job import Delivery
 
 URI = "gs://bucket/backfills/jobs.jsonl"
 

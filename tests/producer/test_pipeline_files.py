@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from worker.errors import ConfigError
-from worker.pipelines import PipelineCatalog, PipelineError
+from worker.message.pipelines import PipelineCatalog, PipelineError
 
 WORKFLOW = {
     "1": {"class_type": "EmptyImage", "inputs": {"width": 8, "height": 8, "color": 0}},

@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from worker.errors import ErrorType, JobFailed
-from worker.pipelines import PipelineCatalog
+from worker.message.pipelines import PipelineCatalog
 
 ROOT = Path(__file__).resolve().parents[2]
 PIPELINES = ROOT / "pipelines"
@@ -172,8 +172,8 @@ def test_command_line_values_are_checked(catalog: PipelineCatalog) -> None:
 
 def test_a_model_parameter_becomes_a_models_entry(catalog: PipelineCatalog) -> None:
     from worker.config import Limits
-    from worker.job import Delivery, ModelSpec, OutputFormat
-    from worker.parse import Parser, Refused
+    from worker.message.job import Delivery, ModelSpec, OutputFormat
+    from worker.message.parse import Parser, Refused
 
     lora = "gs://team-models/loras/watercolour.safetensors"
     body = {"pipeline": "sd15-lora", "params": {"prompt": "x", "lora": lora}}

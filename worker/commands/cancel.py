@@ -1,4 +1,4 @@
-"""``python -m worker cancel JOB_ID``: write the job's cancel marker (``worker.cancel``).
+"""``python -m worker cancel JOB_ID``: write the job's cancel marker (``worker.record.cancel``).
 
 A job not started yet never runs and ends ``cancelled``; a running one is interrupted within
 ``CANCEL_CHECK_S``; a finished one is not changed. Exit 0 when the marker was written (or was
@@ -13,11 +13,11 @@ import socket
 import sys
 from typing import Any
 
-from worker import cancel
 from worker.commands.status import add_job_arguments, folder_of
 from worker.config import Settings
 from worker.exitcodes import ExitCode
-from worker.jobref import BadReference, ref_of_folder
+from worker.message.jobref import BadReference, ref_of_folder
+from worker.record import cancel
 
 
 def register(sub: Any) -> None:
@@ -33,7 +33,7 @@ def register(sub: Any) -> None:
 
 
 def main(args: argparse.Namespace, settings: Settings) -> int:
-    from worker.storage.gcs import GcsStore
+    from worker.adapters.storage.gcs import GcsStore
 
     settings.require("OUTPUT_URI")
     assert settings.output_uri is not None

@@ -2,7 +2,7 @@
 
 Reads every ``result.json`` under a ``gs://`` prefix (default ``OUTPUT_URI``; a backfill's
 ``--prefix`` folder works too), a local folder of them, or a JSONL file of result documents
-(saved completion events). See ``worker.costreport`` for what is measured and how it projects.
+(saved completion events). See ``worker.obs.costreport`` for what is measured and how it projects.
 """
 
 from __future__ import annotations
@@ -15,12 +15,12 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
-from worker import costreport
 from worker.config import Settings
-from worker.cost import Prices, Shape, rate_usd_s
 from worker.errors import ConfigError
 from worker.exitcodes import ExitCode
-from worker.result import RESULT_NAME
+from worker.obs import costreport
+from worker.obs.cost import rate_usd_s
+from worker.record.result import RESULT_NAME
 
 
 def register(sub: Any) -> None:
@@ -88,11 +88,10 @@ def main(args: argparse.Namespace, settings: Settings) -> ExitCode:
     source = args.source or settings.output_uri
     if source is None:
         raise ConfigError("cost needs SOURCE or OUTPUT_URI")
-    c = settings.cost
-    prices = Prices(c.gpu_usd_s, c.vcpu_usd_s, c.gib_usd_s)
+    prices = settings.cost.prices
     idle_s = settings.timeouts.idle_exit_s if args.idle_s is None else args.idle_s
     docs = results(source, settings)
-    summary = costreport.summarize(docs, idle_s, rate_usd_s(prices, Shape(c.vcpus, c.memory_gib)))
+    summary = costreport.summarize(docs, idle_s, rate_usd_s(prices, settings.cost.shape))
     lines = [f"source             {source}", *costreport.summary_lines(summary, idle_s)]
     rows: list[costreport.Projection] = []
     load = ""

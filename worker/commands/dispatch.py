@@ -13,13 +13,13 @@ import json
 import sys
 from typing import Any
 
+from worker.adapters.storage.base import AccessDenied
 from worker.config import Settings
 from worker.errors import ConfigError, ServiceUnavailable, Transient
 from worker.exitcodes import ExitCode
 from worker.producer.backlog import Backlog, FixedBacklog, MonitoringBacklog
 from worker.producer.cloudrun import CloudRunJob, api_error_exit
 from worker.producer.starter import dispatch_once, lock_for, policy
-from worker.storage.base import AccessDenied
 
 
 def register(sub: Any) -> None:
@@ -59,7 +59,7 @@ def main(args: argparse.Namespace, settings: Settings) -> ExitCode:
         raise ConfigError("dispatch needs RUN_JOB (the Cloud Run job to start)")
     from google.api_core import exceptions as gexc
 
-    from worker.storage.gcs import GcsStore
+    from worker.adapters.storage.gcs import GcsStore
 
     store = GcsStore(settings.project, settings.timeouts.service_retry_s)
     try:

@@ -13,7 +13,7 @@ from typing import Any
 from worker.config import Settings
 from worker.errors import JobFailed
 from worker.exitcodes import ExitCode
-from worker.pipelines import Pipeline, PipelineCatalog
+from worker.message.pipelines import Pipeline, PipelineCatalog
 
 
 def register(sub: Any) -> None:

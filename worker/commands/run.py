@@ -13,19 +13,20 @@ import time
 from types import FrameType
 from typing import Any, cast
 
-from worker import profiler, tracing, workdir
+from worker.adapters.events.pubsub import PubSubPublisher
+from worker.adapters.sources.base import JobSource
+from worker.adapters.sources.pubsub import PubSubSource
+from worker.adapters.storage.base import ObjectStore
+from worker.adapters.storage.gcs import GcsStore
 from worker.config import Settings
 from worker.errors import ConfigError
-from worker.events.pubsub import PubSubPublisher
 from worker.executor.base import Executor
 from worker.exitcodes import ExitCode
+from worker.loop import workdir
+from worker.loop.runner import ExitReason, Runner
+from worker.message.parse import Parser, PipelineRenderer
 from worker.models.fetch import ModelFetcher
-from worker.parse import Parser, PipelineRenderer
-from worker.runner import ExitReason, Runner
-from worker.sources.base import JobSource
-from worker.sources.pubsub import PubSubSource
-from worker.storage.base import ObjectStore
-from worker.storage.gcs import GcsStore
+from worker.obs import profiler, tracing
 
 
 def register(sub: Any) -> None:
@@ -73,7 +74,7 @@ def load_pipelines(settings: Settings) -> PipelineRenderer | None:
     directory = settings.producer.pipelines_dir
     if not directory.is_dir():
         return None
-    from worker.pipelines import PipelineCatalog
+    from worker.message.pipelines import PipelineCatalog
 
     return cast(PipelineRenderer, PipelineCatalog.load(directory))
 
@@ -81,7 +82,7 @@ def load_pipelines(settings: Settings) -> PipelineRenderer | None:
 def build_source(settings: Settings, store: ObjectStore, manifest: str | None) -> JobSource:
     t = settings.timeouts
     if manifest:
-        from worker.sources.manifest import ManifestSource
+        from worker.adapters.sources.jsonl import ManifestSource
 
         return cast(JobSource, ManifestSource.open(manifest, store, settings))
     assert settings.jobs_subscription is not None

@@ -1,4 +1,4 @@
-"""``python -m worker status JOB_ID``: what a job's folder says (``worker.jobstate``).
+"""``python -m worker status JOB_ID``: what a job's folder says (``worker.record.jobstate``).
 
 Prints the outcome from ``result.json`` once finished; before that, whether the job is running
 (its attempt record: since when, on which worker), cancelled, or still queued. Exit codes: 0
@@ -13,12 +13,12 @@ import json
 import sys
 from typing import Any
 
-from worker import jobstate
 from worker.config import Settings
 from worker.exitcodes import ExitCode
-from worker.jobref import BadReference, JobRef
+from worker.message.jobref import BadReference, JobRef
 from worker.producer.display import describe
-from worker.result import RESULT_NAME
+from worker.record import jobstate
+from worker.record.result import RESULT_NAME
 
 NOT_FINISHED = 3
 
@@ -59,7 +59,7 @@ def folder_of(settings: Settings, job_id: str, prefix: str) -> str:
 
 
 def main(args: argparse.Namespace, settings: Settings) -> int:
-    from worker.storage.gcs import GcsStore
+    from worker.adapters.storage.gcs import GcsStore
 
     try:
         folder = folder_of(settings, args.job_id, args.prefix)

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
-from worker.job import ModelFile, ProducedFile
+from worker.message.job import ModelFile, ProducedFile
 
 
 @dataclass(frozen=True)

@@ -10,14 +10,14 @@ Routes (all answers JSON; errors ``{"error": {"type", "message"}}``, ``worker.ht
 | ``POST /v2/{endpoint}/run`` | queue it on the jobs topic: ``{"id", "status": "IN_QUEUE"}`` |
 | ``POST /v2/{endpoint}/runsync`` | run it here (or queue it and wait ``RUNSYNC_WAIT_S``) |
 | ``GET /v2/{endpoint}/status/{id}`` | Runpod's status (``worker.http.runpod``) |
-| ``POST /v2/{endpoint}/cancel/{id}`` | write the cancel marker (``worker.cancel``) |
+| ``POST /v2/{endpoint}/cancel/{id}`` | write the cancel marker (``worker.record.cancel``) |
 | ``GET /v2/{endpoint}/health`` | backlog, running, completed and failed jobs |
 | ``POST /v2/{endpoint}/purge-queue`` | refused unless ``PURGE_QUEUE_ENABLED`` |
 
 The endpoint id is ignored (any ``[A-Za-z0-9_-]{1,64}``): the service is the endpoint. Ids are
-job references (``worker.jobref``). A job runs through ``worker.http.service`` (the job worker's
-own runner) or is queued through ``worker.http.gateway``; this module only maps requests and
-answers.
+job references (``worker.message.jobref``). A job runs through ``worker.http.service`` (the job
+worker's own runner) or is queued through ``worker.http.gateway``; this module only maps requests
+and answers.
 """
 
 from __future__ import annotations
@@ -35,8 +35,7 @@ from werkzeug.exceptions import HTTPException, MethodNotAllowed, NotFound
 from werkzeug.routing import Map, Rule
 from werkzeug.wrappers import Request, Response
 
-from worker import logs
-from worker.bounded import safe_str
+from worker.adapters.storage.base import ObjectStore
 from worker.config import Settings
 from worker.errors import ConfigError
 from worker.exitcodes import ExitCode
@@ -45,10 +44,11 @@ from worker.http.edge import ErrorKind, HttpError, KeyCheck, json_response, load
 from worker.http.gateway import Gateway
 from worker.http.service import NotReady, Outcome, Service
 from worker.http.slot import Busy
-from worker.jobref import BadReference, JobRef, ref_of_folder
-from worker.jobstate import JobState
-from worker.runner import ExitReason
-from worker.storage.base import ObjectStore
+from worker.loop.runner import ExitReason
+from worker.message.bounded import safe_str
+from worker.message.jobref import BadReference, JobRef, ref_of_folder
+from worker.obs import logs
+from worker.record.jobstate import JobState
 
 log = logging.getLogger(__name__)
 

@@ -21,8 +21,8 @@ from typing import Any
 from werkzeug.exceptions import RequestEntityTooLarge
 from werkzeug.wrappers import Request, Response
 
-from worker import jsonsafe
 from worker.errors import ConfigError
+from worker.message import jsonsafe
 
 
 class ErrorKind(StrEnum):

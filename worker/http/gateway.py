@@ -4,9 +4,9 @@
 with 400 ``invalid_job`` and nothing is queued), names it (its ``job_id``, else a new UUID, sent
 as the ``job_id`` attribute as ``submit`` does) and publishes it unchanged; the job workers run
 it like any other message. ``status`` and ``cancel`` read and write the job's folder
-(``worker.jobstate``, ``worker.cancel``); ``health`` reads the backlog from Cloud Monitoring;
-``purge-queue`` (off unless ``PURGE_QUEUE_ENABLED``) seeks the job subscription to now, which
-acknowledges every message waiting in it.
+(``worker.record.jobstate``, ``worker.record.cancel``); ``health`` reads the backlog from Cloud
+Monitoring; ``purge-queue`` (off unless ``PURGE_QUEUE_ENABLED``) seeks the job subscription to now,
+which acknowledges every message waiting in it.
 """
 
 from __future__ import annotations
@@ -15,16 +15,16 @@ import time
 import uuid
 from datetime import UTC, datetime
 
-from worker import cancel, jobstate
+from worker.adapters.events.base import EventPublisher
+from worker.adapters.storage.base import ObjectStore
 from worker.config import Settings
 from worker.errors import Transient
-from worker.events.base import EventPublisher
 from worker.http.edge import ErrorKind, HttpError
-from worker.job import Delivery
-from worker.jobref import JobRef
-from worker.jobstate import JobState
-from worker.parse import Parser, Refused
-from worker.storage.base import ObjectStore
+from worker.message.job import Delivery
+from worker.message.jobref import JobRef
+from worker.message.parse import Parser, Refused
+from worker.record import cancel, jobstate
+from worker.record.jobstate import JobState
 
 POLL_S = 0.5
 

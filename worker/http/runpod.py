@@ -4,7 +4,7 @@ Runpod's ``status`` answers ``{"id", "status", "output"?, "error"?, "delayTime"?
 "executionTime"?, "workerId"?}``; worker-comfyui's ``output`` is ``{"images": [{"filename",
 "type": "base64" | "s3_url", "data"}]}``. Here:
 
-| job state (``worker.jobstate``) | Runpod ``status`` |
+| job state (``worker.record.jobstate``) | Runpod ``status`` |
 |---|---|
 | queued (nothing, or an attempt handed back) | ``IN_QUEUE`` |
 | running (an attempt record without release) | ``IN_PROGRESS`` |
@@ -25,8 +25,8 @@ from __future__ import annotations
 import base64
 from typing import Any
 
-from worker.jobstate import JobState
-from worker.storage.base import ObjectStore, ObjectTooLarge
+from worker.adapters.storage.base import ObjectStore, ObjectTooLarge
+from worker.record.jobstate import JobState
 
 RUNPOD_STATUS = {
     "queued": "IN_QUEUE",

@@ -1,10 +1,10 @@
 """The executor side of HTTP mode: the job worker's runner, fed by one slot.
 
-``Service`` runs ``worker.runner.Runner`` on a background thread with a ``SlotSource`` as its
+``Service`` runs ``worker.loop.runner.Runner`` on a background thread with a ``SlotSource`` as its
 job source, the real store and results topic (through ``ResultTee``) and the configured
 executor. It is the same pipeline as ``python -m worker run``: parse, namespace, ledger,
 attempt records, the cancel watch, execution with its timeout, outputs, ``result.json``, the
-completion event, and the fates decided in ``worker.fates``. Nothing here decides a job's fate;
+completion event, and the fates decided in ``worker.loop.fates``. Nothing here decides a job's fate;
 ``run`` only offers a job and waits for its settlement.
 
 The runner starts on the first request, not at import: ``functions-framework`` imports
@@ -29,15 +29,15 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Literal
 
-from worker import logs
+from worker.adapters.events.base import EventPublisher
+from worker.adapters.storage.base import ObjectStore
 from worker.config import Settings
-from worker.events.base import EventPublisher
 from worker.executor.base import ExecRequest, ExecResult, Executor
 from worker.http.slot import Busy, ResultTee, SlotSource, Ticket
-from worker.job import Delivery
-from worker.parse import Parser
-from worker.runner import ExitReason, Runner
-from worker.storage.base import ObjectStore
+from worker.loop.runner import ExitReason, Runner
+from worker.message.job import Delivery
+from worker.message.parse import Parser
+from worker.obs import logs
 
 log = logging.getLogger(__name__)
 

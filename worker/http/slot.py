@@ -1,7 +1,7 @@
 """The job source of HTTP mode: one slot, filled by a request, drained by the usual runner.
 
-``SlotSource`` is a ``JobSource`` like the Pub/Sub one: the runner (``worker.runner``) pulls from
-it, prepares, executes, records and settles exactly as it does for queued messages. A request
+``SlotSource`` is a ``JobSource`` like the Pub/Sub one: the runner (``worker.loop.runner``) pulls
+from it, prepares, executes, records and settles exactly as it does for queued messages. A request
 ``offer``s its job and waits on the ``Ticket``; the settler's ``ack`` (result recorded) or
 ``nack`` (handed back: a transient fault, a stop) ends the wait. The slot holds at most one job
 from offer to settlement, so a second request is refused (``Busy``) instead of queued, and the
@@ -18,9 +18,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Literal
 
-from worker.events.base import EventPublisher
-from worker.job import Delivery
-from worker.sources.base import OnDeath
+from worker.adapters.events.base import EventPublisher
+from worker.adapters.sources.base import OnDeath
+from worker.message.job import Delivery
 
 Settled = Literal["ack", "nack", "closed"]
 

@@ -26,15 +26,16 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from worker import logs, retry
-from worker.bounded import safe_str
+from worker import retry
 from worker.config import Limits, Settings
 from worker.errors import ErrorType, JobFailed, Stopped, Transient
-from worker.job import ModelFile, ModelSpec
+from worker.message.bounded import safe_str
+from worker.message.job import ModelFile, ModelSpec
 from worker.models.cache import Blob, CacheBusy, CacheFull, ModelCache, alias_key, sha256_file
 from worker.models.faults import ModelRefused, ModelUnreachable
 from worker.models.https import HttpsPolicy
 from worker.models.spec import redact
+from worker.obs import logs
 
 log = logging.getLogger(__name__)
 
@@ -152,7 +153,7 @@ class ModelFetcher:
             workers=c.model_download_workers,
         )
         return cls(
-            ModelCache(c.model_cache_dir or settings.work_dir / "models", m.cache_max_bytes),
+            ModelCache(settings.model_cache_dir, m.cache_max_bytes),
             Downloader(policy, chunk, c.model_download_workers),
             limits,
             retry_s=t.service_retry_s,

@@ -13,7 +13,7 @@ from pathlib import Path
 from google.cloud import storage
 from google.cloud.storage import transfer_manager
 
-from worker.storage import uri as gsuri
+from worker.adapters.storage import uri as gsuri
 
 MAX_DOCUMENT_BYTES = 10 * 1024 * 1024  # a manifest or a warmup workflow
 

@@ -13,10 +13,10 @@ from typing import Any
 from google.api_core import exceptions as gexc
 from google.cloud.storage.exceptions import DataCorruption, InvalidResponse
 
+from worker.adapters.storage import uri as gsuri
+from worker.adapters.storage.gcs import REQUEST_TIMEOUT, RETRYABLE
 from worker.models import gcs
 from worker.models.faults import ModelRefused, ModelUnreachable
-from worker.storage import uri as gsuri
-from worker.storage.gcs import REQUEST_TIMEOUT, RETRYABLE
 
 
 def stat(client: Any, uri: str) -> tuple[int, int]:

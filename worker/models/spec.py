@@ -21,12 +21,12 @@ import re
 from typing import Any
 from urllib.parse import urlsplit
 
-from worker.bounded import echo
+from worker.adapters.storage import uri as gsuri
 from worker.config import Limits
 from worker.errors import ErrorType, JobFailed
-from worker.job import ModelSpec
+from worker.message.bounded import echo
+from worker.message.job import ModelSpec
 from worker.models.netpolicy import DEFAULT_PORT, host_allowed
-from worker.storage import uri as gsuri
 
 FOLDER = re.compile(r"[a-z][a-z0-9_]{0,63}")
 NOT_MODEL_FOLDERS = frozenset({"custom_nodes", "configs", "datasets", "diffusers", "classifiers"})

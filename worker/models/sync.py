@@ -21,12 +21,12 @@ from pathlib import Path
 
 from google.cloud import storage
 
-from worker import logs
 from worker.config import Settings
 from worker.errors import ConfigError, WorkerBroken
 from worker.models import gcs, manifest, verify
 from worker.models.cache import ModelCache
 from worker.models.manifest import ModelEntry
+from worker.obs import logs
 
 log = logging.getLogger(__name__)
 ATTEMPTS = 2
@@ -90,7 +90,7 @@ class ModelSync:
         c = settings.comfy
         if c.model_manifest is None:
             return None
-        cache_dir = c.model_cache_dir or settings.work_dir / "models"
+        cache_dir = settings.model_cache_dir
         return cls(
             load_manifest(c.model_manifest),
             cache_dir,

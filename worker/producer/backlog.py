@@ -12,8 +12,8 @@ import logging
 from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
 
-from worker import logs
 from worker.errors import ConfigError, Transient
+from worker.obs import logs
 
 log = logging.getLogger(__name__)
 

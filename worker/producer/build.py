@@ -89,7 +89,7 @@ def _params(
     name: str, given: list[str], settings: Settings, uploader: Uploader
 ) -> tuple[dict[str, Any], list[dict[str, str]]]:
     """Read ``K=V`` by each parameter's declared type, and check them all with the catalog."""
-    from worker.pipelines import PipelineCatalog
+    from worker.message.pipelines import PipelineCatalog
 
     try:
         catalog = PipelineCatalog.load(settings.producer.pipelines_dir)

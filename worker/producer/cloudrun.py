@@ -14,9 +14,9 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from worker import logs
 from worker.errors import ConfigError
 from worker.exitcodes import ExitCode
+from worker.obs import logs
 
 log = logging.getLogger(__name__)
 

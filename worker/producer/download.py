@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from worker.storage.base import ObjectStore
+from worker.adapters.storage.base import ObjectStore
 
 MAX_OUTPUT_BYTES = 50 * 1024**3  # no limit worth having on what the user asked to fetch
 

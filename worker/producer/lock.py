@@ -18,8 +18,8 @@ import socket
 import time
 from collections.abc import Callable
 
-from worker import logs
-from worker.storage.base import ObjectStore
+from worker.adapters.storage.base import ObjectStore
+from worker.obs import logs
 
 log = logging.getLogger(__name__)
 

@@ -6,12 +6,12 @@ from __future__ import annotations
 import logging
 from datetime import UTC, datetime
 
-from worker import logs
+from worker.adapters.storage.base import ObjectStore
 from worker.config import ProducerSettings, Settings
+from worker.obs import logs
 from worker.producer.cloudrun import CloudRunJob
 from worker.producer.dispatch import Plan, Policy, plan, wanted_tasks
 from worker.producer.lock import SlotLock
-from worker.storage.base import ObjectStore
 
 log = logging.getLogger(__name__)
 
@@ -28,9 +28,7 @@ def policy(producer: ProducerSettings) -> Policy:
 def lock_for(settings: Settings, store: ObjectStore) -> SlotLock | None:
     """The dispatch lock of ``RUN_JOB``: under DISPATCH_LOCK_URI, else <OUTPUT_URI>/_dispatch."""
     producer = settings.producer
-    base = producer.dispatch_lock_uri or (
-        f"{settings.output_uri}/_dispatch" if settings.output_uri else None
-    )
+    base = settings.dispatch_lock_uri
     if base is None or producer.run_job is None:
         logs.event(
             log,

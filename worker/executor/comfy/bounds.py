@@ -19,8 +19,8 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from worker.bounded import clip, echo
 from worker.errors import ErrorType, JobFailed
+from worker.message.bounded import clip, echo
 
 # Inputs that multiply a node's width x height (batches and frames).
 MULTIPLIERS = ("batch_size", "length", "frames", "num_frames", "video_frames", "amount")

@@ -15,8 +15,6 @@ import threading
 import time
 from typing import Any
 
-from worker import logs
-from worker.bounded import safe_str
 from worker.config import Settings
 from worker.errors import ConfigError, ErrorType, JobFailed, WorkerBroken, WorkerError
 from worker.executor.base import ExecRequest, ExecResult
@@ -24,8 +22,10 @@ from worker.executor.comfy import failures, gpu, run, warmup
 from worker.executor.comfy.boot import Comfy, boot
 from worker.executor.comfy.failures import memory_recovered
 from worker.executor.comfy.jobmodels import JobModelFolders
-from worker.executor.comfy.progress import RunMonitor
+from worker.executor.comfy.monitor import RunMonitor
 from worker.executor.comfy.requirements import missing_requirement
+from worker.message.bounded import safe_str
+from worker.obs import logs
 
 log = logging.getLogger(__name__)
 GC_INTERVAL_S = 10.0  # as ComfyUI's prompt_worker

@@ -13,8 +13,8 @@ from dataclasses import dataclass
 from enum import Enum
 from typing import Any
 
-from worker.bounded import clip
 from worker.errors import ErrorType, Interrupted, JobFailed, WorkerBroken
+from worker.message.bounded import clip
 
 MiB = 1024 * 1024
 TRACEBACK_FRAMES = 6  # the frames kept in an error's details (the node's own code is last)

@@ -20,7 +20,7 @@ import logging
 from pathlib import Path
 from typing import Any
 
-from worker import logs
+from worker.obs import logs
 
 log = logging.getLogger(__name__)
 

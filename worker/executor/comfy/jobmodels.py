@@ -20,10 +20,10 @@ import os
 from pathlib import Path
 from typing import Any
 
-from worker import logs
-from worker.bounded import echo
 from worker.errors import ErrorType, JobFailed
-from worker.job import ModelFile
+from worker.message.bounded import echo
+from worker.message.job import ModelFile
+from worker.obs import logs
 
 log = logging.getLogger(__name__)
 BASE = "base"  # a name that resolves to a file outside the job folders (manifest, MODELS_DIR)

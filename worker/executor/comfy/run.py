@@ -17,13 +17,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
-from worker import logs
 from worker.config import Limits
 from worker.errors import ErrorType, Interrupted, JobFailed, WorkerBroken
 from worker.executor.base import ExecRequest, ExecResult
-from worker.executor.comfy import bounds, cache, failures, outputs, shape, validation
+from worker.executor.comfy import bounds, collect, failures, prompt_errors, shape, uncached_outputs
 from worker.executor.comfy.boot import Comfy
-from worker.executor.comfy.progress import RunMonitor
+from worker.executor.comfy.monitor import RunMonitor
+from worker.obs import logs
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -52,7 +52,7 @@ def run_async(loop: asyncio.AbstractEventLoop, coro: Coroutine[Any, Any, T]) -> 
             loop.run_until_complete(asyncio.gather(*leftover, return_exceptions=True))
 
 
-def combo_options(comfy: Comfy) -> validation.OptionsLookup:
+def combo_options(comfy: Comfy) -> prompt_errors.OptionsLookup:
     """(class type, input name) -> the input's list of allowed values, for error messages."""
 
     def lookup(class_type: str, input_name: str) -> list[str] | None:
@@ -104,7 +104,7 @@ def validate(comfy: Comfy, prompt_id: str, prompt: dict[str, Any]) -> list[str]:
     if ok and not node_errors:
         return [str(n) for n in to_execute]
     # Only now: listing every model folder (for a missing model's hint) is milliseconds.
-    failed = validation.explain(
+    failed = prompt_errors.explain(
         None if ok else error, node_errors or {}, combo_options(comfy), model_files(comfy)
     )
     if failed is not None:
@@ -153,7 +153,7 @@ def execute(comfy: Comfy, request: ExecRequest, monitor: RunMonitor, guards: Gua
         raise WorkerBroken(f"ComfyUI's executor raised {type(exc).__name__}: {exc}") from exc
     finally:
         timings = monitor.finish()
-        cache.forget(pe, to_execute)
+        uncached_outputs.forget(pe, to_execute)
     end = failures.run_end(pe.status_messages)
     if end.ending is failures.Ending.INTERRUPTED:
         raise failures.interrupted(end.data)
@@ -163,7 +163,7 @@ def execute(comfy: Comfy, request: ExecRequest, monitor: RunMonitor, guards: Gua
             guards.oom_check()
         raise error
     history = getattr(pe, "history_result", {}) or {}
-    produced = outputs.collect(
+    produced = collect.collect(
         history.get("outputs", {}), comfy.output_dir, request.output_dir, monitor.cached
     )
     logs.event(

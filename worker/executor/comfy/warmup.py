@@ -16,10 +16,10 @@ import time
 from pathlib import Path
 from typing import Any, Protocol
 
-from worker import logs
 from worker.config import Settings
 from worker.errors import ConfigError, ErrorType, Interrupted, JobFailed, WorkerBroken
 from worker.executor.base import ExecRequest, ExecResult
+from worker.obs import logs
 
 log = logging.getLogger(__name__)
 _CONFIG_TYPES = (ErrorType.INVALID_WORKFLOW, ErrorType.MISSING_MODEL, ErrorType.INPUT_ERROR)

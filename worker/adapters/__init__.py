@@ -1,0 +1,1 @@
+"""The platform adapters: job sources, object storage and event publishers."""

@@ -1,0 +1,1 @@
+"""The job message: parsing, validation, inputs, the job namespace and pipelines."""

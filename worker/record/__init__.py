@@ -1,0 +1,1 @@
+"""What a job leaves: result.json, outputs, formats, events, progress, job state, cancel."""
