@@ -5,7 +5,8 @@
 ``app`` is the HTTP function (``worker.http.app``): ``/``, ``/healthz`` and ``/ready``,
 ``POST /predict``, and the Runpod-compatible API under ``/v2/{endpoint}/``. It runs jobs on this
 instance's embedded ComfyUI through the job worker's own core. Settings come from the
-environment (``worker.config``; the README lists them); nothing starts before the first request.
+environment (``worker.config``; docs/configuration.md lists them); nothing starts before the
+first request.
 
     python main.py --test
 

@@ -24,7 +24,8 @@ Per path and kind: ``per_job_ms`` = the median gap from one job's start to the n
 after the first; the worker's from its ``job.started`` lines), ``exec_ms`` (the executor's own
 time per job), ``first_result_s`` = process start -> the first job's result (bare: its
 ``execute`` returned; worker: ``job.succeeded``, i.e. outputs, ``result.json`` and event
-written), and the worker's boot phases (``comfyui.booted``).
+written), ``first_cpu_s`` = the CPU seconds (all threads) it used until then, which a busy
+host stretches less than wall time, and the worker's boot phases (``comfyui.booted``).
 """
 
 from __future__ import annotations
@@ -136,6 +137,7 @@ def run_bare(
         {e["name"]: round(e["s"], 3) for e in events if e["event"] == "phase"},
         ready,
         cpu.between(runs[0]["end"], runs[-1]["end"]),
+        cpu.between(started, runs[0]["end"]),
     )
 
 
@@ -194,6 +196,7 @@ def run_worker(
         booted.get("phases", {}) | {"boot_s": booted["boot_s"]},
         at(ready),
         cpu.between(first, max(at(x) for x in ok)),
+        cpu.between(started, first),
     )
 
 
@@ -229,6 +232,8 @@ class CpuWatch:
         self._thread.join()
 
         def at(t: float) -> float:
+            if not self.samples or t <= self.samples[0][0]:
+                return 0.0  # before the first sample: the process had just started
             return next((cpu for when, cpu in self.samples if when >= t), self.samples[-1][1])
 
         return at(t1) - at(t0)
@@ -250,11 +255,11 @@ def profiled(argv: list[str], name: str) -> list[str]:
     if not profile:
         return argv
     out = Path(profile["dir"]) / f"{name}.txt"
-    mode = "--idle" if profile.get("idle") else "--gil"
+    mode = {"idle": ["--idle"], "gil": ["--gil"], "cpu": []}[profile.get("mode") or "gil"]
     return [
         profile["py_spy"],
         "record",
-        mode,
+        *mode,
         "--threads",
         "-r",
         "200",
@@ -275,6 +280,7 @@ def summary(
     phases: dict[str, float],
     ready: float,
     cpu_s: float,
+    first_cpu_s: float,
 ) -> dict[str, Any]:
     gaps = [b - a for a, b in itertools.pairwise(starts[1:])]
     return {
@@ -285,6 +291,7 @@ def summary(
         "first_exec_s": round(execs[0], 3),
         "ready_s": round(ready - started, 3),
         "first_result_s": round(first_result - started, 3),
+        "first_cpu_s": round(first_cpu_s, 2),  # CPU seconds to the first result: load-proof
         "phases": phases,
     }
 
@@ -302,11 +309,15 @@ def parse_args() -> argparse.Namespace:
     ap.add_argument("--env", nargs="*", default=[], help="KEY=VALUE for both paths")
     ap.add_argument("--paths", nargs="+", default=["bare", "worker"], help="which to run")
     ap.add_argument("--json", type=Path)
+    ap.add_argument("--keep", type=Path, help="work in this (empty) folder and keep it: logs")
     ap.add_argument(
         "--before", type=Path, help="also run this checkout's worker (path 'before'), same rounds"
     )
     ap.add_argument("--py-spy", nargs=2, metavar=("PY_SPY", "DIR"), help="profile both paths")
     ap.add_argument("--idle", action="store_true", help="py-spy: all samples, not GIL holders")
+    ap.add_argument(
+        "--cpu", action="store_true", help="py-spy: every thread on a CPU, GIL held or not"
+    )
     ap.add_argument("--input-bytes", type=int, default=SIDE_BYTES, help="base64 input per job")
     args = ap.parse_args()
     return args
@@ -315,7 +326,8 @@ def parse_args() -> argparse.Namespace:
 def main() -> None:
     args = parse_args()
     if args.py_spy:
-        profile.update(py_spy=args.py_spy[0], dir=args.py_spy[1], idle="1" if args.idle else "")
+        mode = "idle" if args.idle else "cpu" if args.cpu else "gil"
+        profile.update(py_spy=args.py_spy[0], dir=args.py_spy[1], mode=mode)
         Path(args.py_spy[1]).mkdir(parents=True, exist_ok=True)
     worker_env_overrides.update(kv.split("=", 1) for kv in args.worker_env)
     both_env.update(kv.split("=", 1) for kv in args.env)
@@ -329,6 +341,9 @@ def main() -> None:
     rows: list[dict[str, Any]] = []
     with tempfile.TemporaryDirectory(prefix="bare-vs-worker-") as tmp:
         root = Path(tmp)
+        if args.keep:  # the children's logs (worker.log, bare.log) stay there
+            root = args.keep.resolve()
+            root.mkdir(parents=True, exist_ok=True)
         ps = emulators.start_pubsub(root / "logs")
         gcs = emulators.start_gcs(root / "logs")
         os.environ["PUBSUB_EMULATOR_HOST"] = ps.host
@@ -376,6 +391,7 @@ def compare(rows: list[dict[str, Any]], kinds: list[str]) -> dict[str, Any]:
                     "cpu_ms",
                     "first_exec_s",
                     "first_result_s",
+                    "first_cpu_s",
                     "ready_s",
                 )
             }
@@ -385,6 +401,7 @@ def compare(rows: list[dict[str, Any]], kinds: list[str]) -> dict[str, Any]:
             "per_job_ratio": round(w["per_job_ms"] / b["per_job_ms"], 3),
             "cpu_delta_ms": round(w["cpu_ms"] - b["cpu_ms"], 2),
             "first_result_ratio": round(w["first_result_s"] / b["first_result_s"], 3),
+            "first_cpu_ratio": round(w["first_cpu_s"] / max(b["first_cpu_s"], 0.01), 3),
         }
         if "before" in med:
             out[kind]["before_per_job_ratio"] = round(

@@ -27,6 +27,7 @@ import threading
 import time
 import uuid
 import zlib
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -46,6 +47,7 @@ from worker.loop.runner import Runner
 from worker.message.job import ProducedFile
 from worker.message.namespace import Namespace
 from worker.message.parse import Parser
+from worker.models.fetch import ModelFetcher
 from worker.record import outputs as outputs_mod
 from worker.record import result as results
 
@@ -101,7 +103,13 @@ class FixedExecutor:
 class Slice:
     """Fresh topics, subscription and bucket on the emulators for one measured run."""
 
-    def __init__(self, tag: str, work: Path, max_crashed_attempts: int = 2) -> None:
+    def __init__(
+        self,
+        tag: str,
+        work: Path,
+        max_crashed_attempts: int = 2,
+        extra_env: Mapping[str, str] | None = None,
+    ) -> None:
         suffix = f"{tag}-{uuid.uuid4().hex[:6]}"
         self.topic = f"projects/{PROJECT}/topics/jobs-{suffix}"
         self.results = f"projects/{PROJECT}/topics/results-{suffix}"
@@ -114,19 +122,19 @@ class Slice:
             name=self.subscription, topic=self.topic, ack_deadline_seconds=60
         )
         storage.Client(project=PROJECT).create_bucket(self.bucket)
-        self.settings = Settings.from_env(
-            {
-                "GOOGLE_CLOUD_PROJECT": PROJECT,
-                "JOBS_SUBSCRIPTION": self.subscription,
-                "RESULTS_TOPIC": self.results,
-                "OUTPUT_URI": f"gs://{self.bucket}/out",
-                "WORK_DIR": str(work / suffix),
-                "IDLE_EXIT_S": "2",
-                "PULL_TIMEOUT_S": "1.5",
-                "LOG_LEVEL": "WARNING",
-                "MAX_CRASHED_ATTEMPTS": str(max_crashed_attempts),
-            }
-        )
+        self.env = {  # the worker's environment (also for ``python -m worker run``)
+            "GOOGLE_CLOUD_PROJECT": PROJECT,
+            "JOBS_SUBSCRIPTION": self.subscription,
+            "RESULTS_TOPIC": self.results,
+            "OUTPUT_URI": f"gs://{self.bucket}/out",
+            "WORK_DIR": str(work / suffix),
+            "IDLE_EXIT_S": "2",
+            "PULL_TIMEOUT_S": "1.5",
+            "LOG_LEVEL": "WARNING",
+            "MAX_CRASHED_ATTEMPTS": str(max_crashed_attempts),
+            **(extra_env or {}),
+        }
+        self.settings = Settings.from_env(self.env)
         body = {"workflow": {"9": {"class_type": "Bench", "inputs": {}}}}
         self.publisher = pub
         self.body = json.dumps(body).encode()
@@ -151,8 +159,11 @@ class Slice:
         )
 
 
-def run_baseline(sl: Slice, executor: FixedExecutor, jobs: int) -> None:
-    """The sequential loop: nothing overlaps the executor."""
+def run_baseline(
+    sl: Slice, executor: FixedExecutor, jobs: int, models: ModelFetcher | None = None
+) -> None:
+    """The sequential loop: nothing overlaps the executor (a job's ``models`` are fetched in
+    its own time, before it executes, when ``models`` is given)."""
     source, store, publisher, parser = sl.pieces()
     assert sl.settings.output_uri is not None
     preparer = Preparer(
@@ -161,6 +172,7 @@ def run_baseline(sl: Slice, executor: FixedExecutor, jobs: int) -> None:
         sl.settings,
         Namespace(store, sl.settings.output_uri),
         Ledger(store, publisher),
+        models,
     )
     never = threading.Event()
     done = 0
@@ -180,7 +192,7 @@ def run_baseline(sl: Slice, executor: FixedExecutor, jobs: int) -> None:
             status="succeeded",
             outputs=stored,
             error=None,
-            timings=results.Timings(),
+            timings=results.Timings(models_s=prepared.models_s),
             identity=sl.settings.identity,
         )
         data = results.encode(doc)

@@ -1,5 +1,5 @@
-# Alerts on the job flow, next to monitoring.tf's resource alerts. The README's operators'
-# section says what each one means and what to do.
+# Alerts on the job flow, next to monitoring.tf's resource alerts. docs/observability.md
+# says what each one means and what to do.
 
 # Jobs wait and nothing takes them: the dispatcher isn't starting executions (scheduler, quota,
 # DISPATCH_MAX_TASKS, the daily task budget) or every task is failing to boot.

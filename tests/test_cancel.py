@@ -157,11 +157,12 @@ segment = st.from_regex(r"[A-Za-z0-9._=-]{1,20}", fullmatch=True).filter(
     lambda s: s not in (".", "..")
 )
 job_id = st.from_regex(r"[A-Za-z0-9._-]{1,40}", fullmatch=True).filter(
-    lambda s: s not in (".", "..")
+    lambda s: s not in (".", "..") and not s.startswith("_")  # "_": the worker's own folders
 )
+prefix_segments = st.lists(segment, max_size=4).filter(lambda s: not s or s[0][0] != "_")
 
 
-@given(st.lists(segment, max_size=4), job_id)
+@given(prefix_segments, job_id)
 def test_job_references_round_trip_to_exactly_one_folder(segments: list[str], jid: str) -> None:
     ref = JobRef(jid, "/".join(segments))
     assert JobRef.parse(ref.token) == ref
@@ -177,7 +178,16 @@ def test_any_text_is_a_reference_inside_the_output_location_or_refused(text: str
     folder = ref.folder("gs://b/out")
     assert folder.startswith("gs://b/out/")
     assert all(p not in ("", ".", "..") for p in folder[len("gs://b/out/") :].split("/"))
+    assert not folder[len("gs://b/out/") :].startswith("_")  # never the worker's own folders
+    assert not ref.job_id.startswith("_")
     assert not ref.job_id.startswith(".") or ref.job_id not in (".cancel", ".namespace")
+
+
+def test_references_into_the_workers_own_folders_are_refused() -> None:
+    for text in ("_inputs", "_dispatch~j", "camp~_x", "_"):
+        with pytest.raises(BadReference, match="reserved"):
+            JobRef.parse(text)
+    assert JobRef.parse("camp~_inner~j").folder("gs://b/out") == "gs://b/out/camp/_inner/j"
 
 
 def test_state_is_read_in_order_result_cancel_running_queued() -> None:

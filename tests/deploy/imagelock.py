@@ -37,6 +37,23 @@ EXCLUDED = {
     "triton": "nothing in the worker compiles kernels (no torch.compile); triton 3.3.1 at import "
     "looks for a GPU driver (no GPU: RuntimeError) or a C compiler (GPU: none in the image), "
     "and comfy-kitchen imports it at ComfyUI start-up",
+    **{
+        name: "the browser front end's files (about 0.57 GB in all): only ComfyUI's own web server "
+        "(PromptServer.add_routes, app/frontend_management.py) imports them, and the embedded "
+        "worker never starts it"
+        for name in (
+            "comfyui-frontend-package",
+            "comfyui-embedded-docs",
+            "comfyui-workflow-templates",
+            "comfyui-workflow-templates-core",
+            "comfyui-workflow-templates-json",
+            "comfyui-workflow-templates-media-api",
+            "comfyui-workflow-templates-media-assets-01",
+            "comfyui-workflow-templates-media-image",
+            "comfyui-workflow-templates-media-other",
+            "comfyui-workflow-templates-media-video",
+        )
+    },
 }
 # What the lock is resolved for, for evaluating environment markers (python_version, ...).
 TARGET_ENV: dict[str, str] = {

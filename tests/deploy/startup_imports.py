@@ -29,7 +29,21 @@ import time
 import traceback
 from pathlib import Path
 
-EXCLUDED = ("triton",)  # keep in step with tests/deploy/imagelock.py's EXCLUDED
+# The modules of the packages tests/deploy/imagelock.py's EXCLUDED leaves out of the image (a test
+# holds the two together): none may be importable there, and none may be imported at boot.
+EXCLUDED = (
+    "triton",
+    "comfyui_frontend_package",
+    "comfyui_embedded_docs",
+    "comfyui_workflow_templates",
+    "comfyui_workflow_templates_core",
+    "comfyui_workflow_templates_json",
+    "comfyui_workflow_templates_media_api",
+    "comfyui_workflow_templates_media_assets_01",
+    "comfyui_workflow_templates_media_image",
+    "comfyui_workflow_templates_media_other",
+    "comfyui_workflow_templates_media_video",
+)
 
 
 def listed(path: Path) -> list[str]:

@@ -102,3 +102,10 @@ def test_a_checkout_of_another_release_is_refused(tmp_path: Path) -> None:
     (tmp_path / "comfyui_version.py").write_text('__version__ = "0.33.0"\n')
     found = imagelock.problems(ROOT, tmp_path)
     assert found == [f"{imagelock.INPUTS[1]} differs from {tmp_path}/requirements.txt: refresh it"]
+
+
+def test_the_start_up_check_knows_every_package_the_lock_leaves_out() -> None:
+    from tests.deploy import startup_imports
+
+    modules = {name.replace("-", "_") for name in imagelock.EXCLUDED}
+    assert set(startup_imports.EXCLUDED) == modules

@@ -105,6 +105,6 @@ def test_the_service_is_private_and_runs_as_its_own_account(sent: dict[str, Any]
     assert account.split("@")[0] == infra.get("google_service_account", "service")["account_id"]
     text = Path(jobfiles.ROOT / "service.yaml").read_text()
     assert "allow-unauthenticated" not in text and "allUsers" not in text
-    for name in ("README.md", "docs/deploy.md"):
+    for name in ("README.md", "docs/deploy.md", "docs/http.md"):
         doc = (jobfiles.ROOT / name).read_text()
         assert "--allow-unauthenticated" not in doc, name

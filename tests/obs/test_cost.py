@@ -8,18 +8,20 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from tests.deploy import jobfiles
-from worker.config import Settings
-from worker.obs.cost import NOT_EXECUTED, CostMeter, Prices, Shape, rate_usd_s
+from worker.config import CostSettings, Settings
+from worker.obs.cost import NOT_EXECUTED, CostMeter, Shape, rate_usd_s
 
 # 0.0001867 + 8 x 0.000018 + 32 x 0.000002 = 0.0003947 USD/s, $1.42092 an hour
 RATE = 0.0003947
 
 
 def test_rate_of_the_default_task_is_the_sum_of_its_parts() -> None:
-    assert rate_usd_s(Prices(), Shape()) == pytest.approx(RATE, abs=1e-12)
-    assert rate_usd_s(Prices(), Shape()) * 3600 == pytest.approx(1.42092)
+    default = CostSettings()
+    assert rate_usd_s(default.prices, default.shape) == pytest.approx(RATE, abs=1e-12)
+    assert rate_usd_s(default.prices, default.shape) * 3600 == pytest.approx(1.42092)
     # The smallest L4 shape Cloud Run allows: 4 vCPU, 16 GiB.
-    assert rate_usd_s(Prices(), Shape(4, 16)) == pytest.approx(0.0001867 + 0.000072 + 0.000032)
+    small = rate_usd_s(default.prices, Shape(4, 16))
+    assert small == pytest.approx(0.0001867 + 0.000072 + 0.000032)
 
 
 def test_hand_computed_task() -> None:

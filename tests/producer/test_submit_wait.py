@@ -3,6 +3,7 @@ executor), completion events followed through submit's own temporary subscriptio
 
 from __future__ import annotations
 
+import io
 import json
 import subprocess
 from collections.abc import Iterator, Mapping
@@ -14,6 +15,7 @@ from tests.cloud import PROJECT, Cloud
 from tests.fakes.scripted import workflow
 from tests.producer.cli import worker_cli
 from worker.exitcodes import ExitCode
+from worker.producer.display import ProgressBar, describe
 from worker.producer.wait import Tracker
 
 
@@ -146,3 +148,17 @@ def test_tracker_counts_each_job_once_and_follows_progress() -> None:
     assert tracker.running == {} and tracker.failed == 1 and not tracker.finished
     assert tracker.feed({"job_id": "b", "status": "succeeded"}) is not None
     assert tracker.finished
+
+
+def test_a_cancelled_job_is_over_for_wait_and_not_a_success() -> None:
+    tracker = Tracker({"a", "b"})
+    cancelled = {
+        "job_id": "a",
+        "status": "cancelled",
+        "error": {"type": "cancelled", "message": "x"},
+    }
+    assert tracker.feed(cancelled) is not None
+    assert tracker.feed({"job_id": "b", "status": "succeeded"}) is not None
+    assert tracker.finished and tracker.cancelled == 1 and tracker.failed == 0
+    assert describe(cancelled) == "a cancelled: x"
+    assert "1 cancelled" in ProgressBar(io.StringIO()).line(tracker)

@@ -19,7 +19,7 @@ from worker.config import Settings
 from worker.errors import ConfigError
 from worker.exitcodes import ExitCode
 from worker.obs import costreport
-from worker.obs.cost import Prices, Shape, rate_usd_s
+from worker.obs.cost import rate_usd_s
 from worker.record.result import RESULT_NAME
 
 
@@ -88,11 +88,10 @@ def main(args: argparse.Namespace, settings: Settings) -> ExitCode:
     source = args.source or settings.output_uri
     if source is None:
         raise ConfigError("cost needs SOURCE or OUTPUT_URI")
-    c = settings.cost
-    prices = Prices(c.gpu_usd_s, c.vcpu_usd_s, c.gib_usd_s)
+    prices = settings.cost.prices
     idle_s = settings.timeouts.idle_exit_s if args.idle_s is None else args.idle_s
     docs = results(source, settings)
-    summary = costreport.summarize(docs, idle_s, rate_usd_s(prices, Shape(c.vcpus, c.memory_gib)))
+    summary = costreport.summarize(docs, idle_s, rate_usd_s(prices, settings.cost.shape))
     lines = [f"source             {source}", *costreport.summary_lines(summary, idle_s)]
     rows: list[costreport.Projection] = []
     load = ""

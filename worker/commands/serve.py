@@ -23,7 +23,7 @@ def register(sub: Any) -> None:
         "serve",
         help="serve HTTP mode (main.py) with functions-framework: the Cloud Run service",
         description="functions-framework --target=app --source=main.py: /healthz, /ready, "
-        "POST /predict and the Runpod-compatible API under /v2/{endpoint}/ (README, HTTP mode). "
+        "POST /predict and the Runpod-compatible API under /v2/{endpoint}/ (docs/http.md). "
         "The port is PORT (8080).",
     )
     parser.set_defaults(handler=main)

@@ -94,9 +94,7 @@ def main(args: argparse.Namespace, settings: Settings) -> ExitCode:
     )
     needs_store = settings.output_uri or settings.producer.submit_input_uri
     store = _store(settings) if needs_store else None
-    base = settings.producer.submit_input_uri or (
-        f"{settings.output_uri}/_inputs" if settings.output_uri else None
-    )
+    base = settings.submit_input_uri
     batch = new_batch_id()
     try:
         messages = build.messages(args, settings, Uploader(store, base), batch)
@@ -180,7 +178,11 @@ def _verdict(tracker: Any, finished: bool, timeout: float | None) -> ExitCode:
             file=sys.stderr,
         )
         return ExitCode.JOBS_FAILED
-    if tracker.failed:
-        print(f"error: {tracker.failed} of {len(tracker.wanted)} job(s) failed", file=sys.stderr)
+    if tracker.failed or tracker.cancelled:
+        cancelled = f", {tracker.cancelled} cancelled" if tracker.cancelled else ""
+        print(
+            f"error: {tracker.failed} of {len(tracker.wanted)} job(s) failed{cancelled}",
+            file=sys.stderr,
+        )
         return ExitCode.JOBS_FAILED
     return ExitCode.OK

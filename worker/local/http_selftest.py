@@ -80,6 +80,19 @@ def server_env(port: int, work: Path, comfyui_dir: str | None, local: Stack) -> 
     return env
 
 
+def spawn(port: int, env: dict[str, str], log: Path) -> tuple[str, subprocess.Popen[bytes], float]:
+    """``main.py`` served by functions-framework on ``port``, as the image serves it: the base
+    URL, the process (its output to ``log``) and when it was started (``time.monotonic``)."""
+    started = time.monotonic()
+    with log.open("wb") as out:
+        server = subprocess.Popen(
+            [sys.executable, "-m", "functions_framework", "--target=app", "--source=main.py",
+             f"--port={port}", "--host=127.0.0.1"],
+            cwd=REPO, env=env, stdout=out, stderr=subprocess.STDOUT,
+        )  # fmt: skip
+    return f"http://127.0.0.1:{port}", server, started
+
+
 def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(prog="python main.py", description=__doc__.split("\n\n")[0])
     parser.add_argument("--test", action="store_true", required=True, help="run the self-test")
@@ -92,15 +105,9 @@ def main(argv: list[str]) -> int:
         server = None
         try:
             port = emulators.free_port()
-            started = time.monotonic()
-            with (logs / "server.log").open("wb") as out:
-                server = subprocess.Popen(
-                    [sys.executable, "-m", "functions_framework", "--target=app",
-                     "--source=main.py", f"--port={port}", "--host=127.0.0.1"],
-                    cwd=REPO, env=server_env(port, logs / "work", comfyui_dir, local),
-                    stdout=out, stderr=subprocess.STDOUT,
-                )  # fmt: skip
-            ok = checks(f"http://127.0.0.1:{port}", started, server, comfyui_dir, args)
+            env = server_env(port, logs / "work", comfyui_dir, local)
+            base, server, started = spawn(port, env, logs / "server.log")
+            ok = checks(base, started, server, comfyui_dir, args)
         finally:
             if server is not None:
                 server.terminate()

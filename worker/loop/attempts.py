@@ -1,6 +1,6 @@
 """Attempt records: what each execution attempt of a job leaves in the job's folder.
 
-Markers (names are stable; the README lists them, and status/cancel commands build on them):
+Markers (names are stable; docs/job-message.md lists them; status and cancel build on them):
 
 - ``F/.attempt-<n>.json``: written (create-once) before attempt ``n`` starts executing; holds
   ``attempt``, ``job_id``, ``message_id``, ``delivery_attempt``, ``worker`` (execution, task

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from worker.config import Limits
 from worker.errors import JobFailed
 from worker.message.parse import JOB_ID, RESERVED
 from worker.message.validate import check_prefix
@@ -40,7 +41,7 @@ class JobRef:
         return job_folder(output_uri, self.prefix, self.job_id)
 
     @classmethod
-    def parse(cls, text: str, max_prefix_chars: int = 512) -> JobRef:
+    def parse(cls, text: str, max_prefix_chars: int = Limits.max_prefix_chars) -> JobRef:
         if not isinstance(text, str) or not text or len(text) > MAX_TOKEN_CHARS:
             raise BadReference(f"a job id is 1-{MAX_TOKEN_CHARS} characters")
         *segments, job_id = text.split(SEP)

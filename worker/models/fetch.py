@@ -153,7 +153,7 @@ class ModelFetcher:
             workers=c.model_download_workers,
         )
         return cls(
-            ModelCache(c.model_cache_dir or settings.work_dir / "models", m.cache_max_bytes),
+            ModelCache(settings.model_cache_dir, m.cache_max_bytes),
             Downloader(policy, chunk, c.model_download_workers),
             limits,
             retry_s=t.service_retry_s,

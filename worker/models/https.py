@@ -53,8 +53,8 @@ class HttpsPolicy:
     context: ssl.SSLContext = field(default_factory=ssl.create_default_context)
     connect_timeout_s: float = 10.0
     read_timeout_s: float = 30.0
-    chunk_bytes: int = 32 * 1024 * 1024
-    workers: int = 8
+    chunk_bytes: int = field(kw_only=True)  # MODEL_CHUNK_MIB, from the settings
+    workers: int = field(kw_only=True)  # MODEL_DOWNLOAD_WORKERS
 
 
 @dataclass(frozen=True)

@@ -90,7 +90,7 @@ class ModelSync:
         c = settings.comfy
         if c.model_manifest is None:
             return None
-        cache_dir = c.model_cache_dir or settings.work_dir / "models"
+        cache_dir = settings.model_cache_dir
         return cls(
             load_manifest(c.model_manifest),
             cache_dir,

@@ -26,16 +26,17 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-PRICE_DATE = "2026-08"  # when the defaults below were read from the providers' price pages
+PRICE_DATE = "2026-08"  # when CostSettings' default prices were read from the price pages
 
 
 @dataclass(frozen=True)
 class Prices:
-    """USD per second. Defaults: Cloud Run, tier 1, L4 without zonal redundancy."""
+    """USD per second: the GPU-second, vCPU-second and GiB-second. The defaults are declared once,
+    in ``worker.config.CostSettings`` (its ``prices``)."""
 
-    gpu_s: float = 0.0001867  # L4 GPU-second, no zonal redundancy
-    vcpu_s: float = 0.000018  # vCPU-second (instance-based billing)
-    gib_s: float = 0.000002  # GiB-second of memory (instance-based billing)
+    gpu_s: float
+    vcpu_s: float
+    gib_s: float
 
 
 GPU_ZONAL_REDUNDANCY_S = 0.0002909  # L4 GPU-second with zonal redundancy (same date)
@@ -45,10 +46,11 @@ RUNPOD_L4_ACTIVE_S = 0.00013  # the same, active (always-on) worker
 
 @dataclass(frozen=True)
 class Shape:
-    """The task's size, as jobs.yaml asks for it (one L4 always)."""
+    """The task's size, as jobs.yaml asks for it (one L4 always); the default is
+    ``worker.config.CostSettings().shape``."""
 
-    vcpus: float = 8.0
-    memory_gib: float = 32.0
+    vcpus: float
+    memory_gib: float
 
 
 def rate_usd_s(prices: Prices, shape: Shape) -> float:

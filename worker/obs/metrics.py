@@ -3,7 +3,7 @@
 Metrics cost the job path nothing: Cloud Logging turns the worker's JSON lines into counters and
 distributions (no client, no extra latency, nothing lost when the process dies). This module only
 computes the few fields those lines need beyond what the runner already logs; names are stable
-(the README's operators' section lists them, and ``tests/obs/test_metrics.py`` checks every
+(docs/observability.md lists them, and ``tests/obs/test_metrics.py`` checks every
 metric against the lines the worker really writes).
 
 - ``job.started``: ``queue_s``, publish time -> execution start (Pub/Sub only);

@@ -36,7 +36,7 @@ def start(obs: ObservabilitySettings, identity: Identity) -> bool:
         import googlecloudprofiler
     except ImportError as exc:
         raise ConfigError(f"{MISSING} ({exc})") from exc
-    service = obs.service or identity.job or "comfy-worker"
+    service = obs.service_name(identity)
     try:
         googlecloudprofiler.start(
             service=service,

@@ -70,7 +70,7 @@ def exporter_for(name: str) -> SpanExporter:
 def from_settings(obs: ObservabilitySettings, identity: Identity) -> OtelTracer:
     return OtelTracer(
         exporter_for(obs.tracing_exporter),
-        service=obs.service or identity.job or "comfy-worker",
+        service=obs.service_name(identity),
         version=obs.service_version,
         identity=identity,
     )

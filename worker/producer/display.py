@@ -32,6 +32,8 @@ class ProgressBar:
         parts = [f"[{bar}] {len(tracker.results)}/{total} finished"]
         if tracker.failed:
             parts.append(f"{tracker.failed} failed")
+        if tracker.cancelled:
+            parts.append(f"{tracker.cancelled} cancelled")
         if tracker.running:
             parts.append(f"{len(tracker.running)} running")
         parts.append(f"{time.monotonic() - self.started:.0f} s")
@@ -63,12 +65,15 @@ class ProgressBar:
 
 
 def describe(result: dict[str, Any]) -> str:
-    """``JOB succeeded gs://...`` or ``JOB failed invalid_job: message (node 3)``."""
+    """``JOB succeeded gs://...``, ``JOB failed invalid_job: message (node 3)`` or
+    ``JOB cancelled: message``."""
     job_id = result.get("job_id")
     if result.get("status") == "succeeded":
         uris = " ".join(str(o.get("uri")) for o in result.get("outputs") or [])
         return f"{job_id} succeeded {uris}".rstrip()
     error = result.get("error") or {}
+    if result.get("status") == "cancelled":
+        return f"{job_id} cancelled: {error.get('message', '')}".rstrip(": ")
     where = f" (node {error['node_id']})" if error.get("node_id") else ""
     return f"{job_id} failed {error.get('type', 'unknown')}: {error.get('message', '')}{where}"
 

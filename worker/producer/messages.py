@@ -21,8 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from worker.adapters.storage.base import ObjectStore
-
-MAX_MESSAGE_BYTES = 10_000_000  # Pub/Sub's limit
+from worker.config import PUBSUB_MAX_MESSAGE_BYTES
 
 
 class SubmitError(Exception):
@@ -134,9 +133,10 @@ def outgoing(body: dict[str, Any], job_id: str) -> Outgoing:
     elif not runpod:
         body = {"job_id": job_id, **body}
     data = json.dumps(body, separators=(",", ":")).encode()
-    if len(data) > MAX_MESSAGE_BYTES:
+    if len(data) > PUBSUB_MAX_MESSAGE_BYTES:
         raise SubmitError(
-            f"job {job_id} is {len(data)} bytes, over Pub/Sub's {MAX_MESSAGE_BYTES}: give large "
-            'inputs as local files (--input PATH or {"name", "path"}) so they are uploaded'
+            f"job {job_id} is {len(data)} bytes, over Pub/Sub's {PUBSUB_MAX_MESSAGE_BYTES}: "
+            'give large inputs as local files (--input PATH or {"name", "path"}) so they are '
+            "uploaded"
         )
     return Outgoing(job_id, data, {"job_id": job_id})

@@ -28,9 +28,7 @@ def policy(producer: ProducerSettings) -> Policy:
 def lock_for(settings: Settings, store: ObjectStore) -> SlotLock | None:
     """The dispatch lock of ``RUN_JOB``: under DISPATCH_LOCK_URI, else <OUTPUT_URI>/_dispatch."""
     producer = settings.producer
-    base = producer.dispatch_lock_uri or (
-        f"{settings.output_uri}/_dispatch" if settings.output_uri else None
-    )
+    base = settings.dispatch_lock_uri
     if base is None or producer.run_job is None:
         logs.event(
             log,

@@ -17,6 +17,7 @@ from typing import Any
 
 PULL_MAX = 1000
 PULL_TIMEOUT_S = 2.0
+FINAL = ("succeeded", "failed", "cancelled")  # a result.json's statuses: the job is over
 
 
 @dataclass
@@ -37,7 +38,7 @@ class Tracker:
                 total = float(doc.get("total") or 0)
                 self.running[job_id] = float(doc.get("value") or 0) / total if total else 0.0
             return None
-        if status not in ("succeeded", "failed") or job_id in self.results:
+        if status not in FINAL or job_id in self.results:
             return None
         self.results[job_id] = doc
         self.running.pop(job_id, None)
@@ -50,6 +51,10 @@ class Tracker:
     @property
     def failed(self) -> int:
         return sum(1 for r in self.results.values() if r.get("status") == "failed")
+
+    @property
+    def cancelled(self) -> int:
+        return sum(1 for r in self.results.values() if r.get("status") == "cancelled")
 
 
 class EventFollower:

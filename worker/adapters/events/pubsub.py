@@ -1,9 +1,11 @@
 """``EventPublisher`` on a Pub/Sub topic.
 
-The client batches publishes briefly (10 ms) and retries on its own; ``publish`` waits for the
-server's ack at most ``budget_s`` and then raises ``Transient``, so a stuck publish can't hold a
-job's ack forever. A publish that completes after that only duplicates an event, which consumers
-must tolerate anyway (at-least-once).
+The client batches publishes briefly (10 ms, ``max_latency_s``) and retries on its own; a
+publisher whose callers each wait for their one message (HTTP mode's, one request at a time)
+sends it at once instead (``max_latency_s=0``: a batch of one, no wait for company).
+``publish`` waits for the server's ack at most ``budget_s`` and then raises ``Transient``, so a
+stuck publish can't hold a job's ack forever. A publish that completes after that only
+duplicates an event, which consumers must tolerate anyway (at-least-once).
 """
 
 from __future__ import annotations
@@ -22,11 +24,16 @@ log = logging.getLogger(__name__)
 
 
 class PubSubPublisher:
-    def __init__(self, topic: str, budget_s: float) -> None:
+    def __init__(self, topic: str, budget_s: float, max_latency_s: float = 0.01) -> None:
         self._topic = topic
         self._budget_s = budget_s
+        batch = (
+            pubsub_v1.types.BatchSettings(max_latency=max_latency_s)
+            if max_latency_s > 0
+            else pubsub_v1.types.BatchSettings(max_messages=1)
+        )
         self._client = pubsub_v1.PublisherClient(
-            batch_settings=pubsub_v1.types.BatchSettings(max_latency=0.01),
+            batch_settings=batch,
             publisher_options=pubsub_v1.types.PublisherOptions(timeout=budget_s),
         )
 

@@ -26,7 +26,7 @@ from dataclasses import dataclass
 
 from worker.adapters.sources.base import OnDeath
 from worker.adapters.storage.base import AccessDenied, ObjectStore, ObjectTooLarge
-from worker.config import Settings
+from worker.config import ProducerSettings, Settings
 from worker.errors import ConfigError, ServiceUnavailable
 from worker.message.job import Delivery
 from worker.obs import logs
@@ -65,7 +65,12 @@ def share(data: bytes, index: int, count: int) -> list[Line]:
 class ManifestSource:
     """This task's share of a manifest; thread-safe (the runner prefetches on another thread)."""
 
-    def __init__(self, uri: str, lines: list[Line], max_attempts: int = 3) -> None:
+    def __init__(
+        self,
+        uri: str,
+        lines: list[Line],
+        max_attempts: int = ProducerSettings.manifest_max_attempts,
+    ) -> None:
         self.uri = uri
         self.total = len(lines)
         self.done = 0

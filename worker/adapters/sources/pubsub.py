@@ -16,6 +16,7 @@ from google.api_core import exceptions as gexc
 from worker import retry
 from worker.adapters.sources.base import OnDeath
 from worker.adapters.sources.lease import Leaser
+from worker.config import Settings
 from worker.errors import ServiceUnavailable, Transient
 from worker.message.job import Delivery
 from worker.obs import logs
@@ -42,7 +43,7 @@ class PubSubSource:
         extension_s: float,
         max_lease_s: float,
         budget_s: float,
-        max_delivery_attempts: int = 5,
+        max_delivery_attempts: int = Settings.max_delivery_attempts,
     ) -> None:
         self._subscription = subscription
         self._budget_s = budget_s

@@ -194,6 +194,12 @@ def boot(
         args.cpu = args.cpu or not cuda
         args.disable_api_nodes = True  # they call comfy.org with a user's credentials
         args.disable_metadata = not settings.png_metadata
+        if args.front_end_root is None:
+            # The worker serves no page. An empty web root keeps PromptServer from importing the
+            # browser front end (left out of the image: docs/deploy.md) and checking its version.
+            web_root = work / "web-root"
+            web_root.mkdir(parents=True, exist_ok=True)
+            args.front_end_root = str(web_root)
         if cuda:
             gpu.before_torch(args)
     with p.phase("prestartup"):

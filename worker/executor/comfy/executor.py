@@ -51,6 +51,20 @@ class ComfyExecutor:
     def start(self) -> None:
         if self._comfy is not None:
             return
+        # No garbage collection while ComfyUI boots: its imports and node registry build ~600,000
+        # objects, which set off 8 full collections over the growing heap, 1.2-1.6 s of a 9-10 s
+        # boot on 2 cores (docs/performance.md), and leave ~10 objects of cyclic garbage.
+        collecting = gc.isenabled()
+        gc.disable()
+        try:
+            self._boot()
+        finally:
+            if collecting:
+                gc.enable()
+        if self._settings.comfy.warmup_workflow:
+            warmup.run(self, self._settings, self._work / "warmup")
+
+    def _boot(self) -> None:
         started = time.perf_counter()
         sync = None
         if self._settings.comfy.model_manifest:  # google.cloud.storage only when needed
@@ -83,7 +97,7 @@ class ComfyExecutor:
         # Everything alive now (ComfyUI, torch, the node registry: ~600,000 objects) lives as
         # long as the process: leave it out of every later collection. A full gc.collect() over
         # it takes 0.6-0.9 s on 2 cores, and ComfyUI's housekeeping runs one every 10 s
-        # (main.py does the same): frozen, those take milliseconds. Boot leaves ~30 garbage
+        # (main.py does the same): frozen, those take milliseconds. Boot leaves ~10-30 garbage
         # objects behind, not worth a collection of its own before the first job.
         gc.freeze()
         self._last_gc = time.monotonic()
@@ -101,8 +115,6 @@ class ComfyExecutor:
             dynamic_vram=comfy.dynamic_vram,
             failed_custom_nodes=comfy.failed_nodes,
         )
-        if self._settings.comfy.warmup_workflow:
-            warmup.run(self, self._settings, self._work / "warmup")
 
     def _install_progress_hook(self) -> None:
         import comfy.model_management
