@@ -154,10 +154,10 @@ def test_cancel_refuses_ids_that_name_no_job_folder(cloud: Cloud) -> None:
 
 
 segment = st.from_regex(r"[A-Za-z0-9._=-]{1,20}", fullmatch=True).filter(
-    lambda s: s not in (".", "..")
+    lambda s: not s.startswith(".")  # ".": the worker's markers
 )
 job_id = st.from_regex(r"[A-Za-z0-9._-]{1,40}", fullmatch=True).filter(
-    lambda s: s not in (".", "..") and not s.startswith("_")  # "_": the worker's own folders
+    lambda s: not s.startswith(("_", "."))  # the worker's own folders and markers
 )
 prefix_segments = st.lists(segment, max_size=4).filter(lambda s: not s or s[0][0] != "_")
 
@@ -180,12 +180,13 @@ def test_any_text_is_a_reference_inside_the_output_location_or_refused(text: str
     assert all(p not in ("", ".", "..") for p in folder[len("gs://b/out/") :].split("/"))
     assert not folder[len("gs://b/out/") :].startswith("_")  # never the worker's own folders
     assert not ref.job_id.startswith("_")
-    assert not ref.job_id.startswith(".") or ref.job_id not in (".cancel", ".namespace")
+    assert not ref.job_id.startswith((".", "_"))
+    assert not any(p.startswith(".") for p in folder[len("gs://b/out/") :].split("/"))
 
 
 def test_references_into_the_workers_own_folders_are_refused() -> None:
-    for text in ("_inputs", "_dispatch~j", "camp~_x", "_"):
-        with pytest.raises(BadReference, match="reserved"):
+    for text in ("_inputs", "_dispatch~j", "camp~_x", "_", ".namespace", "camp~.cancel", ".x~j"):
+        with pytest.raises(BadReference, match="reserved|the worker.s markers"):
             JobRef.parse(text)
     assert JobRef.parse("camp~_inner~j").folder("gs://b/out") == "gs://b/out/camp/_inner/j"
 

@@ -214,7 +214,7 @@ def test_outputs_are_one_segment_and_never_reserved_names() -> None:
         raise AssertionError("a flattening collision must fail the job")
 
 
-def test_names_starting_with_an_underscore_are_refused_and_recorded_under_the_message_id(
+def test_names_starting_with_an_underscore_or_a_dot_are_refused_under_the_message_id(
     tmp_path: Path,
 ) -> None:
     world = World.make(tmp_path)
@@ -222,13 +222,17 @@ def test_names_starting_with_an_underscore_are_refused_and_recorded_under_the_me
         {"workflow": WORKFLOW, "job_id": "_inputs"},
         {"workflow": WORKFLOW, "job_id": "_dispatch", "output": {"prefix": "p"}},
         {"input": {"workflow": WORKFLOW}, "job_id": "_x"},
+        {"workflow": WORKFLOW, "job_id": ".namespace"},
+        {"workflow": WORKFLOW, "job_id": ".cancel", "output": {"prefix": "p"}},
     ):
         prepared = world.run("m1", body, [])
         assert prepared.ctx.folder == f"{ROOT}/m1"
         assert isinstance(prepared.early, JobFailed)
         assert prepared.early.error_type is ErrorType.INVALID_JOB
-        assert "reserved for the worker's own folders" in prepared.early.message
+        assert "reserved for the worker's own folders and markers" in prepared.early.message
     world = World.make(tmp_path)
     prepared = world.run("m2", {"workflow": WORKFLOW, "output": {"prefix": "_inputs/x"}}, [])
     assert isinstance(prepared.early, JobFailed) and "reserved" in prepared.early.message
+    prepared = world.run("m3", {"workflow": WORKFLOW, "output": {"prefix": "p/.namespace"}}, [])
+    assert isinstance(prepared.early, JobFailed) and "worker's markers" in prepared.early.message
     assert not any(uri.startswith(f"{ROOT}/_") for uri in world.store.writes)

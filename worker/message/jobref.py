@@ -51,7 +51,10 @@ class JobRef:
                 "segments, each followed by ~)"
             )
         if job_id.startswith(RESERVED):
-            raise BadReference(f"a job id never starts with {RESERVED!r} (reserved for the worker)")
+            raise BadReference(
+                f"a job id never starts with {job_id[0]!r} (reserved for the worker's own "
+                "folders and markers)"
+            )
         if "" in segments:  # a~~b, ~b
             raise BadReference("the job id's prefix part has an empty segment")
         try:

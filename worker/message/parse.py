@@ -27,7 +27,9 @@ from worker.record.output_format import FORMAT_FIELDS, check_output
 log = logging.getLogger(__name__)
 
 JOB_ID = re.compile(r"[A-Za-z0-9._-]{1,128}")
-RESERVED = "_"  # no job id, and no prefix, starts with it: the worker's own top-level folders
+# No job id starts with these: "_" names the worker's own top-level folders (_inputs, _dispatch),
+# "." its markers in a job's folder and at each prefix level (.namespace, .cancel, .attempt-N).
+RESERVED = ("_", ".")
 V1_FIELDS = (
     "version",
     "job_id",
@@ -146,9 +148,9 @@ class Parser:
         if given.startswith(RESERVED):
             self._refuse(
                 delivery,
-                f"job_id {echo(given)} starts with {RESERVED!r}, which is reserved for the "
-                "worker's own folders (_inputs, _dispatch): start it with a letter or digit "
-                "(the result is recorded under the message id)",
+                f"job_id {echo(given)} starts with {given[0]!r}, which is reserved for the "
+                "worker's own folders and markers (_inputs, _dispatch, .namespace, .cancel): "
+                "start it with a letter or digit (the result is recorded under the message id)",
             )
         return str(given)
 

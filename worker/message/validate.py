@@ -46,6 +46,12 @@ def check_prefix(prefix: Any, max_chars: int) -> str:
             if segment in (".", ".."):
                 problem = f"contains {segment!r}; outputs can't leave the output location"
                 break
+            if segment.startswith("."):
+                problem = (
+                    f"has the segment {echo(segment)}: a segment never starts with '.', which "
+                    "names the worker's markers (.namespace, .cancel)"
+                )
+                break
             if not _PREFIX_SEGMENT.fullmatch(segment):
                 problem = (
                     f"has the segment {echo(segment)}: use 1-128 characters from "
