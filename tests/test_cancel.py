@@ -186,7 +186,7 @@ def test_any_text_is_a_reference_inside_the_output_location_or_refused(text: str
 
 def test_references_into_the_workers_own_folders_are_refused() -> None:
     for text in ("_inputs", "_dispatch~j", "camp~_x", "_", ".namespace", "camp~.cancel", ".x~j"):
-        with pytest.raises(BadReference, match="reserved|the worker.s markers"):
+        with pytest.raises(BadReference, match=r"reserved|the worker.s markers"):
             JobRef.parse(text)
     assert JobRef.parse("camp~_inner~j").folder("gs://b/out") == "gs://b/out/camp/_inner/j"
 
