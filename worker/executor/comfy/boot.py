@@ -194,7 +194,7 @@ def boot(
         args.cpu = args.cpu or not cuda
         args.disable_api_nodes = True  # they call comfy.org with a user's credentials
         args.disable_metadata = not settings.png_metadata
-        if args.front_end_root is None:
+        if getattr(args, "front_end_root", None) is None:  # (a stub ComfyUI may lack the flag)
             # The worker serves no page. An empty web root keeps PromptServer from importing the
             # browser front end (left out of the image: docs/deploy.md) and checking its version.
             web_root = work / "web-root"
