@@ -13,11 +13,6 @@ ARG BASE_IMAGE=nvidia/cuda:12.6.3-base-ubuntu24.04
 
 FROM ${BASE_IMAGE} AS build
 ARG PIP_INDEX_URL=https://pypi.org/simple
-ARG COMFYUI_REPO=https://github.com/comfyanonymous/ComfyUI.git
-ARG COMFYUI_REF=v0.33.0
-ARG COMFYUI_COMMIT=2f35f4a08176d993cded35dac3332be4f7287f41
-# Space-separated URL@COMMIT list of custom nodes (none by default).
-ARG CUSTOM_NODES=
 # Optional CA bundle for pip behind a TLS-intercepting proxy (the offline build mounts the host's).
 ARG PIP_CERT
 ENV DEBIAN_FRONTEND=noninteractive \
@@ -39,6 +34,13 @@ RUN /opt/venv/bin/pip install --no-deps --require-hashes -r /src/image/requireme
 COPY image/startup-imports.txt /src/image/startup-imports.txt
 COPY tests/deploy/startup_imports.py /src/image/startup_imports.py
 RUN /opt/venv/bin/python /src/image/startup_imports.py check /src/image/startup-imports.txt
+# ComfyUI's arguments only here: buildah counts a build argument in the cache key of every RUN
+# after its ARG line, so another source or node list rebuilds from this step on, not the venv.
+ARG COMFYUI_REPO=https://github.com/comfyanonymous/ComfyUI.git
+ARG COMFYUI_REF=v0.33.0
+ARG COMFYUI_COMMIT=2f35f4a08176d993cded35dac3332be4f7287f41
+# Space-separated URL@COMMIT list of custom nodes (none by default).
+ARG CUSTOM_NODES=
 COPY scripts/install-comfyui /src/scripts/install-comfyui
 RUN nodes=(); for n in ${CUSTOM_NODES}; do nodes+=(--custom-node "$n"); done; \
     /src/scripts/install-comfyui --dir /opt/comfyui \
