@@ -42,6 +42,9 @@ ARG COMFYUI_COMMIT=2f35f4a08176d993cded35dac3332be4f7287f41
 # Space-separated URL@COMMIT list of custom nodes (none by default).
 ARG CUSTOM_NODES=
 COPY scripts/install-comfyui /src/scripts/install-comfyui
+# The stage's SHELL is bash (above); hadolint forgets it after the ARG lines and reads this
+# RUN as POSIX sh.
+# hadolint ignore=SC3054
 RUN nodes=(); for n in ${CUSTOM_NODES}; do nodes+=(--custom-node "$n"); done; \
     /src/scripts/install-comfyui --dir /opt/comfyui \
       --repo "${COMFYUI_REPO}" --ref "${COMFYUI_REF}" --commit "${COMFYUI_COMMIT}" "${nodes[@]}" \
