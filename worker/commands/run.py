@@ -120,7 +120,8 @@ def _run(
     executor = load_executor(settings)
     parser = Parser(settings.limits, settings.output_bucket, load_pipelines(settings))
     source = build_source(settings, store, manifest)
-    publisher = PubSubPublisher(settings.results_topic, budget)
+    # The finisher waits for each event before the ack: no batch ever forms, so send at once.
+    publisher = PubSubPublisher(settings.results_topic, budget, max_latency_s=0.0)
     progress = (
         PubSubPublisher(settings.comfy.progress_topic, budget)
         if settings.comfy.progress_topic

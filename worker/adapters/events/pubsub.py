@@ -1,8 +1,9 @@
 """``EventPublisher`` on a Pub/Sub topic.
 
 The client batches publishes briefly (10 ms, ``max_latency_s``) and retries on its own; a
-publisher whose callers each wait for their one message (HTTP mode's, one request at a time)
-sends it at once instead (``max_latency_s=0``: a batch of one, no wait for company).
+publisher whose callers each wait for their one message (HTTP mode's, one request at a time;
+the job worker's results, which the finisher waits for before the ack) sends it at once
+instead (``max_latency_s=0``: a batch of one, no wait for company).
 ``publish`` waits for the server's ack at most ``budget_s`` and then raises ``Transient``, so a
 stuck publish can't hold a job's ack forever. A publish that completes after that only
 duplicates an event, which consumers must tolerate anyway (at-least-once).
