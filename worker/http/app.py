@@ -49,6 +49,7 @@ from worker.message.bounded import safe_str
 from worker.message.jobref import BadReference, JobRef, ref_of_folder
 from worker.obs import logs
 from worker.record.jobstate import JobState
+from worker.record.result import STATUSES
 
 log = logging.getLogger(__name__)
 
@@ -288,7 +289,7 @@ class App:
 
 def _state_of(doc: Mapping[str, Any]) -> Any:
     status = doc.get("status")
-    return status if status in ("succeeded", "failed", "cancelled") else "failed"
+    return status if status in STATUSES else "failed"
 
 
 def create_app(

@@ -15,9 +15,10 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
+from worker.record.result import STATUSES
+
 PULL_MAX = 1000
 PULL_TIMEOUT_S = 2.0
-FINAL = ("succeeded", "failed", "cancelled")  # a result.json's statuses: the job is over
 
 
 @dataclass
@@ -38,7 +39,7 @@ class Tracker:
                 total = float(doc.get("total") or 0)
                 self.running[job_id] = float(doc.get("value") or 0) / total if total else 0.0
             return None
-        if status not in FINAL or job_id in self.results:
+        if status not in STATUSES or job_id in self.results:
             return None
         self.results[job_id] = doc
         self.running.pop(job_id, None)

@@ -26,7 +26,7 @@ from typing import Any, Literal
 from worker.adapters.storage.base import ObjectStore, ObjectTooLarge
 from worker.loop import attempts
 from worker.message import jsonsafe
-from worker.record.result import MAX_RESULT_BYTES, RESULT_NAME
+from worker.record.result import MAX_RESULT_BYTES, RESULT_NAME, STATUSES
 
 State = Literal["queued", "running", "succeeded", "failed", "cancelled"]
 _ATTEMPT = re.compile(r"\.attempt-(\d{1,6})\.(json|released)")
@@ -51,7 +51,7 @@ def read(store: ObjectStore, folder: str) -> JobState:
     result = _result(store, folder)
     if result is not None:
         status = result.get("status")
-        state: State = status if status in ("succeeded", "failed", "cancelled") else "failed"
+        state: State = status if status in STATUSES else "failed"
         return JobState(state, folder, result=result)
     started: set[int] = set()
     released: set[int] = set()

@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 from worker.adapters.storage import uri as gsuri
 from worker.config import Identity
@@ -31,6 +31,7 @@ class ResultTooLarge(Exception):
 
 
 Status = Literal["succeeded", "failed", "cancelled"]
+STATUSES: tuple[Status, ...] = get_args(Status)  # a result.json's statuses: the job is over
 
 
 def job_folder(output_uri: str, prefix: str, job_id: str) -> str:
