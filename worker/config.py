@@ -606,6 +606,14 @@ class Settings:
         help="`module:function` returning the `Executor`: the embedded ComfyUI one unless you "
         "plug in another runtime",
     )
+    executor_process: bool = flag(
+        "EXECUTOR_PROCESS",
+        True,
+        help="run the executor in a child process of the worker's (`worker.executor.process`): "
+        "the worker's own Python (pulling, staging, uploading, leases) then never holds the GIL "
+        "that ComfyUI's Python waits for (docs/performance.md); a crash of the child fails its "
+        "job's attempt as a crash of the worker would. `false` runs it in the worker's process",
+    )
     log_level: str = choice(
         "LOG_LEVEL", "INFO", ("DEBUG", "INFO", "WARNING", "ERROR"), help="the log level"
     )

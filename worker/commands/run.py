@@ -7,7 +7,6 @@ handlers (they only call ``Runner.stop``, which sets a flag) and names the exit 
 from __future__ import annotations
 
 import argparse
-import importlib
 import signal
 import time
 from types import FrameType
@@ -19,7 +18,7 @@ from worker.adapters.sources.pubsub import PubSubSource
 from worker.adapters.storage.base import ObjectStore
 from worker.adapters.storage.gcs import GcsStore
 from worker.config import Settings
-from worker.errors import ConfigError
+from worker.executor import loading
 from worker.executor.base import Executor
 from worker.exitcodes import ExitCode
 from worker.loop import workdir
@@ -62,12 +61,7 @@ def exit_code(reason: ExitReason, finite_source: bool) -> ExitCode:
 
 
 def load_executor(settings: Settings) -> Executor:
-    module_name, _, attr = settings.executor.partition(":")
-    try:
-        factory = getattr(importlib.import_module(module_name), attr or "build_executor")
-    except (ImportError, AttributeError) as exc:
-        raise ConfigError(f"EXECUTOR={settings.executor!r} can't be loaded: {exc}") from exc
-    return cast(Executor, factory(settings))
+    return loading.load(settings)
 
 
 def load_pipelines(settings: Settings) -> PipelineRenderer | None:

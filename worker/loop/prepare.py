@@ -171,7 +171,14 @@ class Preparer:
             prepared.workdir = self._settings.work_dir / "jobs" / name
             prepared.input_dir.mkdir(parents=True)
             prepared.output_dir.mkdir()
-            stage(job.inputs, prepared.input_dir, self._store, self._settings.limits)
+            stage(
+                job.inputs,
+                prepared.input_dir,
+                self._store,
+                self._settings.limits,
+                # Only the executor's own process needs the GIL kept free of base64 decoding.
+                external=not self._settings.executor_process,
+            )
             if job.models:
                 self._fetch_models(prepared, job, stop)
         except WorkerError as exc:
