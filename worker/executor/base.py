@@ -55,6 +55,13 @@ class ExecResult:
     info: Mapping[str, Any] = field(default_factory=dict)
 
 
+def isolated(executor: object) -> bool:
+    """Whether a run can't take the caller's process down with it: an executor in a process of
+    its own (``ProcessExecutor``) says so with ``isolated = True``; any other is taken to share
+    the caller's process."""
+    return getattr(executor, "isolated", False) is True
+
+
 class Executor(Protocol):
     """Runs workflows. Failures are raised as ``worker.errors`` classes:
 

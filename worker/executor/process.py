@@ -42,6 +42,8 @@ CLOSE_WAIT_S = 30.0  # for the child to unload models and exit after ``close``
 
 
 class ProcessExecutor:
+    isolated = True  # a run's crash ends the child, not the caller (worker.executor.base)
+
     def __init__(self, settings: Settings) -> None:
         self._settings = settings
         self._proc: subprocess.Popen[bytes] | None = None

@@ -22,7 +22,10 @@ released, so only real crashes count towards ``MAX_CRASHED_ATTEMPTS``.
 
 Why the release must be durable before the next job starts: if job B crashed the process while
 job A's release was still in flight, A (innocent, being recorded) would count a crash and B none.
-That is one small write on the GPU's path per job; B's record was written during A's run.
+That is one small write on the GPU's path per job; B's record was written during A's run. With
+the executor in a process of its own (``EXECUTOR_PROCESS``, the default) B's crash ends that
+process, and the worker's goes on to write A's release: then it is written beside B's run, off
+the GPU's path (``worker.loop.executing``).
 """
 
 from __future__ import annotations

@@ -11,7 +11,10 @@ while another runs is written during that run, naming it as ``after``: it counts
 that one was released (``attempts.history``). So between two jobs only the release is waited for. A
 run that ended with ``WorkerBroken`` gets no release: it counts as crashed. A release for a message
 to be handed back is written before the nack. With accounting off, markers go in the background and
-are written after the next job has started.
+are written after the next job has started. With the executor in a process of its own
+(``isolated``) a crash of the next run ends that process, not this one, which goes on writing the
+release beside the run: the release leaves the GPU's path (only the death of the worker's own
+process in those milliseconds would still blame the job before).
 
 ``run`` is called by the control loop; the job queued behind the running one starts the moment
 that one ends, without a round trip through the loop, unless a stop came, ``start_by`` passed,
@@ -72,6 +75,7 @@ class ExecutorThread:
         post: Post,
         stop: threading.Event,
         sync: bool,
+        isolated: bool = False,
         clock: Clock = SYSTEM,
     ) -> None:
         self._now = clock.monotonic  # start_by is the control loop's deadline, on its clock
@@ -80,6 +84,7 @@ class ExecutorThread:
         self._post = post
         self._stop = stop
         self._sync = sync
+        self._isolated = isolated
         self._inbox: queue.SimpleQueue[_Queued | None] = queue.SimpleQueue()
         self._records = Lane("attempt-records")
         self._releases = Lane("attempt-releases")
@@ -106,10 +111,13 @@ class ExecutorThread:
             cancel = self._records.submit(functools.partial(self._cancel_requested, prepared))
         self._inbox.put(_Queued(prepared, request, start_by, record, cancel))
 
-    def close(self) -> None:
+    def close(self, wait_s: float = 0.0) -> None:
+        """Stop; wait up to ``wait_s`` for releases still being written (with an isolated
+        executor the last job's is written beside nothing, and the process is about to end)."""
         self._inbox.put(None)
         self._records.close()
-        self._releases.close()
+        self._flush_later()
+        self._releases.close(wait_s)
 
     def _loop(self) -> None:
         while (item := self._inbox.get()) is not None:
@@ -151,11 +159,14 @@ class ExecutorThread:
         seconds = self._now() - started
         self._broken = ending(error) is None
         release = functools.partial(self._end, prepared, record, error)
-        if self._sync or (not isinstance(error, JobFailed) and error is not None):
+        if (self._sync and not self._isolated) or (
+            not isinstance(error, JobFailed) and error is not None
+        ):
             # Before the next job starts, and before a hand-back's nack (so that no crash is
             # counted); written from this thread, while the control loop still sleeps.
             self._released = release()
-        elif self._inbox.empty():
+        elif self._isolated or self._inbox.empty():
+            # Isolated: a crash of the next run can't stop this write, so at once, beside it.
             self._releases.submit(release)
         else:
             self._later = release

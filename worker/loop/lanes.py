@@ -33,8 +33,11 @@ class Lane:
         self._queue.put((fn, future))
         return future
 
-    def close(self) -> None:
+    def close(self, wait_s: float = 0.0) -> None:
+        """No more calls; wait up to ``wait_s`` (real time) for those queued to end."""
         self._queue.put(None)
+        if wait_s > 0 and self._thread is not None:
+            self._thread.join(wait_s)
 
     def _run(self) -> None:
         while (item := self._queue.get()) is not None:

@@ -92,7 +92,10 @@ class Preparer:
         ledger: Ledger,
         models: ModelFetcher | None = None,
         busy: BusyClock | None = None,
+        decode_in_place: bool = False,
     ) -> None:
+        """``decode_in_place``: the executor runs in another process, so large base64 inputs
+        are decoded here rather than by a ``base64 -d`` child (``worker.message.inputs``)."""
         self._parser = parser
         self._store = store
         self._settings = settings
@@ -100,6 +103,7 @@ class Preparer:
         self._ledger = ledger
         self._models = models
         self._busy = busy or BusyClock()
+        self._decode_in_place = decode_in_place
 
     def prepare(self, delivery: Delivery, stop: threading.Event) -> Prepared:
         received = time.monotonic()
@@ -176,8 +180,8 @@ class Preparer:
                 prepared.input_dir,
                 self._store,
                 self._settings.limits,
-                # Only the executor's own process needs the GIL kept free of base64 decoding.
-                external=not self._settings.executor_process,
+                # Only a process ComfyUI runs in needs its GIL kept free of base64 decoding.
+                external=not self._decode_in_place,
             )
             if job.models:
                 self._fetch_models(prepared, job, stop)

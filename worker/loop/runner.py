@@ -35,7 +35,7 @@ from worker.adapters.sources.base import JobSource
 from worker.adapters.storage.base import ObjectStore
 from worker.config import Settings
 from worker.errors import ConfigError, ServiceUnavailable, Stopped, WorkerBroken
-from worker.executor.base import ExecRequest, Executor
+from worker.executor.base import ExecRequest, Executor, isolated
 from worker.loop.attempts import Markers
 from worker.loop.cancelwatch import CancelWatch
 from worker.loop.clock import SYSTEM, Clock
@@ -129,7 +129,10 @@ class Runner:
         self._ledger = Ledger(store, publisher)
         busy = BusyClock()  # when the executor runs: what a model fetch overlapped
         namespace = Namespace(store, settings.output_uri)
-        preparer = Preparer(parser, store, settings, namespace, self._ledger, models, busy)
+        apart = isolated(executor)  # ComfyUI in a process of its own (EXECUTOR_PROCESS)
+        preparer = Preparer(
+            parser, store, settings, namespace, self._ledger, models, busy, decode_in_place=apart
+        )
         post = self._inbox.put
         self._prefetch = Prefetcher(
             source, preparer, settings.output_uri, self._t.pull_s, post, self._stop
@@ -140,6 +143,7 @@ class Runner:
             post,
             self._stop,
             sync=settings.max_crashed_attempts > 0,
+            isolated=apart,
             clock=clock,
         )
         self._finisher = Finisher(
@@ -546,7 +550,8 @@ class Runner:
         if self._fates.recording:
             left_n = len(self._fates.recording)
             logs.event(log, "results still being recorded at shutdown", count=left_n)
-        for part in (self._exec, self._finisher, self._cancels):
+        self._exec.close(wait_s=max(0.0, min(5.0, self._close_by - self._now())))
+        for part in (self._finisher, self._cancels):
             part.close()
         self._progress.close(timeout_s=min(1.0, max(0.0, self._close_by - self._now())))
         remaining = max(0.0, self._close_by + 0.5 - self._now())
