@@ -1,14 +1,16 @@
 """Per-job worker overhead and GPU duty cycle of the job loop, against the emulators.
 
     .venv/bin/python -m bench.loop_overhead [--jobs 200] [--exec-s 0.5 3] \
-        [--max-crashed-attempts 2 0]
+        [--max-crashed-attempts 2 0] [--executor-process]
 
 A backlog of N jobs goes through the Pub/Sub emulator and fake-gcs-server. The executor takes a
 fixed time and writes a 2 MB PNG. Two loops run in the same process on the same backlog size:
 
 - ``baseline``: the sequential loop a straightforward worker has (pull -> prepare -> execute ->
   upload -> result.json -> event -> ack, one after the other), built from the same project pieces;
-- ``worker``: ``worker.loop.runner.Runner`` (prefetch of the next job, recording in the background).
+- ``worker``: ``worker.loop.runner.Runner`` (prefetch of the next job, recording in the background);
+  with ``--executor-process`` also ``worker (executor process)``: the same executor behind
+  ``ProcessExecutor`` (``EXECUTOR_PROCESS``, the worker's default), in a child process.
 
 Overhead per job = the gap between one execution's end and the next one's start (p50/p95);
 duty cycle = execution time / wall time from the first execution's start to the last one's end.
@@ -17,6 +19,7 @@ duty cycle = execution time / wall time from the first execution's start to the 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import itertools
 import json
 import os
@@ -40,6 +43,7 @@ from worker.adapters.sources.pubsub import PubSubSource
 from worker.adapters.storage.gcs import GcsStore
 from worker.config import Settings
 from worker.executor.base import ExecRequest, ExecResult
+from worker.executor.process import ProcessExecutor
 from worker.local import emulators
 from worker.loop.ledger import Ledger
 from worker.loop.prepare import Preparer
@@ -96,8 +100,43 @@ class FixedExecutor:
         self._stop.wait(self.exec_s)
         path = request.output_dir / "image.png"
         path.write_bytes(self.png)
-        self.spans.append((begin, time.monotonic()))
-        return ExecResult((ProducedFile(path, "image.png", "image", node_id="9"),))
+        span = (begin, time.monotonic())  # CLOCK_MONOTONIC: the same in a child process
+        self.spans.append(span)
+        return ExecResult(
+            (ProducedFile(path, "image.png", "image", node_id="9"),), info={"span": span}
+        )
+
+
+def fixed_from_env(settings: Settings) -> FixedExecutor:
+    """``EXECUTOR=bench.loop_overhead:fixed_from_env``, in the executor's child process."""
+    return FixedExecutor(float(os.environ["LOOP_BENCH_EXEC_S"]), png_bytes())
+
+
+class InChild:
+    """``ProcessExecutor`` over ``fixed_from_env``, keeping the spans its runs report."""
+
+    isolated = True
+
+    def __init__(self, settings: Settings, exec_s: float) -> None:
+        os.environ["LOOP_BENCH_EXEC_S"] = str(exec_s)  # the child inherits the environment
+        inner = dataclasses.replace(settings, executor="bench.loop_overhead:fixed_from_env")
+        self._executor = ProcessExecutor(inner)
+        self.spans: list[tuple[float, float]] = []
+
+    def start(self) -> None:
+        self._executor.start()
+
+    def interrupt(self) -> None:
+        self._executor.interrupt()
+
+    def close(self) -> None:
+        self._executor.close()
+
+    def execute(self, request: ExecRequest) -> ExecResult:
+        result = self._executor.execute(request)
+        begin, end = result.info["span"]
+        self.spans.append((begin, end))
+        return result
 
 
 class Slice:
@@ -205,11 +244,12 @@ def run_baseline(
     publisher.close()
 
 
-def run_worker(sl: Slice, executor: FixedExecutor, jobs: int) -> None:
+def run_worker(sl: Slice, executor: FixedExecutor | InChild, jobs: int) -> None:
     source, store, publisher, parser = sl.pieces()
     runner = Runner(sl.settings, source, executor, store, publisher, parser)
     runner.run()
     publisher.close()
+    executor.close()
     assert runner.jobs_executed == jobs, runner.jobs_executed
 
 
@@ -236,6 +276,11 @@ def main() -> None:
         default=[2],
         help="worker runs with these MAX_CRASHED_ATTEMPTS (0: attempt markers in the background)",
     )
+    ap.add_argument(
+        "--executor-process",
+        action="store_true",
+        help="also run each worker loop with the executor in a child process",
+    )
     args = ap.parse_args()
     png = png_bytes()
     rows: list[dict[str, Any]] = []
@@ -247,14 +292,20 @@ def main() -> None:
         os.environ["STORAGE_EMULATOR_HOST"] = f"http://{gcs.host}"
         try:
             for exec_s in args.exec_s:
-                loops = [("baseline", run_baseline, 2)] + [
-                    (f"worker (MAX_CRASHED_ATTEMPTS={k})", run_worker, k)
-                    for k in args.max_crashed_attempts
-                ]
-                for name, fn, k in loops:
+                loops: list[tuple[str, Any, int, bool]] = [("baseline", run_baseline, 2, False)]
+                for k in args.max_crashed_attempts:
+                    loops.append((f"worker (MAX_CRASHED_ATTEMPTS={k})", run_worker, k, False))
+                    if args.executor_process:
+                        name = f"worker (MAX_CRASHED_ATTEMPTS={k}, executor process)"
+                        loops.append((name, run_worker, k, True))
+                for name, fn, k, child in loops:
                     sl = Slice(name.split()[0], work, k)
                     sl.fill(args.jobs)
-                    executor = FixedExecutor(exec_s, png)
+                    executor: FixedExecutor | InChild = (
+                        InChild(sl.settings, exec_s) if child else FixedExecutor(exec_s, png)
+                    )
+                    if child:
+                        executor.start()  # the boot is not what is measured
                     fn(sl, executor, args.jobs)
                     rows.append(
                         {
