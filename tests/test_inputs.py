@@ -1,6 +1,5 @@
 """Base64 inputs decoded into files: the ``base64 -d`` path for large text agrees with strict
-decoding, and falls back to it for what it refuses or would read differently; in place
-(``external=False``, the executor in its own process) the same bytes and the same refusals."""
+decoding, and falls back to it for what it refuses or would read differently."""
 
 from __future__ import annotations
 
@@ -18,20 +17,14 @@ RAW = os.urandom(inputs.EXTERNAL_MIN_BYTES + 2)
 TEXT = base64.b64encode(RAW).decode()
 
 
-@pytest.fixture(params=[True, False], ids=["base64-d", "in-place"])
-def external(request: pytest.FixtureRequest) -> bool:
-    return bool(request.param)
-
-
 @pytest.mark.parametrize(
     "text",
     [TEXT, "data:image/png;base64," + TEXT, base64.encodebytes(RAW).decode()],
     ids=["plain", "data-url", "line-breaks"],
 )
-def test_large_text_decodes_to_the_same_bytes(tmp_path: Path, text: str, external: bool) -> None:
+def test_large_text_decodes_to_the_same_bytes(tmp_path: Path, text: str) -> None:
     dest = tmp_path / "in.png"
-    size = inputs.decode_base64_to("in.png", text, dest, 10**9, Limits(), external)
-    assert size == len(RAW)
+    assert inputs.decode_base64_to("in.png", text, dest, 10**9, Limits()) == len(RAW)
     assert dest.read_bytes() == RAW
 
 
@@ -44,17 +37,15 @@ def test_large_text_decodes_to_the_same_bytes(tmp_path: Path, text: str, externa
     ],
     ids=["alphabet", "padding-inside", "truncated"],
 )
-def test_large_invalid_text_is_refused_as_before(
-    tmp_path: Path, text: str, why: str, external: bool
-) -> None:
+def test_large_invalid_text_is_refused_as_before(tmp_path: Path, text: str, why: str) -> None:
     with pytest.raises(JobFailed, match=why):
-        inputs.decode_base64_to("in.png", text, tmp_path / "in.png", 10**9, Limits(), external)
+        inputs.decode_base64_to("in.png", text, tmp_path / "in.png", 10**9, Limits())
 
 
-def test_large_text_over_the_budget_leaves_no_file(tmp_path: Path, external: bool) -> None:
+def test_large_text_over_the_budget_leaves_no_file(tmp_path: Path) -> None:
     dest = tmp_path / "in.png"
     with pytest.raises(JobFailed, match="over the limit"):
-        inputs.decode_base64_to("in.png", TEXT, dest, 1000, Limits(), external)
+        inputs.decode_base64_to("in.png", TEXT, dest, 1000, Limits())
     assert not dest.exists()
 
 

@@ -92,10 +92,7 @@ class Preparer:
         ledger: Ledger,
         models: ModelFetcher | None = None,
         busy: BusyClock | None = None,
-        decode_in_place: bool = False,
     ) -> None:
-        """``decode_in_place``: the executor runs in another process, so large base64 inputs
-        are decoded here rather than by a ``base64 -d`` child (``worker.message.inputs``)."""
         self._parser = parser
         self._store = store
         self._settings = settings
@@ -103,7 +100,6 @@ class Preparer:
         self._ledger = ledger
         self._models = models
         self._busy = busy or BusyClock()
-        self._decode_in_place = decode_in_place
 
     def prepare(self, delivery: Delivery, stop: threading.Event) -> Prepared:
         received = time.monotonic()
@@ -175,14 +171,7 @@ class Preparer:
             prepared.workdir = self._settings.work_dir / "jobs" / name
             prepared.input_dir.mkdir(parents=True)
             prepared.output_dir.mkdir()
-            stage(
-                job.inputs,
-                prepared.input_dir,
-                self._store,
-                self._settings.limits,
-                # Only a process ComfyUI runs in needs its GIL kept free of base64 decoding.
-                external=not self._decode_in_place,
-            )
+            stage(job.inputs, prepared.input_dir, self._store, self._settings.limits)
             if job.models:
                 self._fetch_models(prepared, job, stop)
         except WorkerError as exc:

@@ -130,9 +130,7 @@ class Runner:
         busy = BusyClock()  # when the executor runs: what a model fetch overlapped
         namespace = Namespace(store, settings.output_uri)
         apart = isolated(executor)  # ComfyUI in a process of its own (EXECUTOR_PROCESS)
-        preparer = Preparer(
-            parser, store, settings, namespace, self._ledger, models, busy, decode_in_place=apart
-        )
+        preparer = Preparer(parser, store, settings, namespace, self._ledger, models, busy)
         post = self._inbox.put
         self._prefetch = Prefetcher(
             source, preparer, settings.output_uri, self._t.pull_s, post, self._stop

@@ -18,8 +18,7 @@ from worker.message.job import InputFile
 
 _DATA_URL = re.compile(r"data:[\w/+.-]*(;[\w=.-]+)*;base64,", re.ASCII)
 _WHITESPACE = b" \t\n\r\x0b\x0c"  # what ``\s`` matches in a bytes pattern
-# Base64 text from this size on is decoded by a ``base64 -d`` child process when the executor
-# shares this process (``EXECUTOR_PROCESS=false``; docs/performance.md).
+# Base64 text from this size on is decoded by a ``base64 -d`` child process (docs/performance.md).
 EXTERNAL_MIN_BYTES = 1 << 20
 
 
@@ -63,28 +62,22 @@ def _base64_tool() -> str | None:
     return shutil.which("base64")
 
 
-def decode_base64_to(
-    name: str, text: str, dest: Path, budget: int, limits: Limits, external: bool = True
-) -> int:
+def decode_base64_to(name: str, text: str, dest: Path, budget: int, limits: Limits) -> int:
     """Decode base64 ``text`` into the file ``dest``; return its size, or raise as
     ``decode_base64`` does (and ``_too_large`` past ``budget`` bytes).
 
     ``binascii`` holds the GIL for the whole pass (6-9 ms for 2.8 MB here, several times that on
-    a busy host), and with the executor in this process (``external``) every millisecond of it
-    is taken from the job ComfyUI is running. Then, from ``EXTERNAL_MIN_BYTES`` on, coreutils'
-    ``base64 -d`` decodes into the file instead: this
+    a busy host), and every millisecond of it is taken from the job ComfyUI is running. From
+    ``EXTERNAL_MIN_BYTES`` on, coreutils' ``base64 -d`` decodes into the file instead: this
     thread only writes the text to a pipe and waits, both without the GIL. It is used only for
     text that strict decoding would read the same way (no ``=`` before the last two characters:
     the tool would accept padding in the middle); anything it refuses, or a host without it,
-    goes through ``decode_base64``, whose messages say what is wrong. With the executor in a
-    process of its own the GIL is the worker's alone, and the child process (a spawn, a pipe,
-    a wait: 20-30 ms on a busy host against 6-9 ms in place) only adds to the job's staging.
+    goes through ``decode_base64``, whose messages say what is wrong.
     """
     payload = _payload(text)
     tool = _base64_tool()
     if (
-        external
-        and len(payload) >= EXTERNAL_MIN_BYTES
+        len(payload) >= EXTERNAL_MIN_BYTES
         and tool is not None
         and payload.find(b"=", 0, len(payload) - 2) == -1
         and _decode_external(tool, payload, dest)
@@ -127,14 +120,9 @@ def _decode_external(tool: str, payload: bytes, dest: Path) -> bool:
 
 
 def stage(
-    inputs: tuple[InputFile, ...],
-    directory: Path,
-    store: ObjectStore,
-    limits: Limits,
-    external: bool = True,
+    inputs: tuple[InputFile, ...], directory: Path, store: ObjectStore, limits: Limits
 ) -> int:
-    """Write every input under ``directory``; return the total bytes staged. ``external``: large
-    base64 data is decoded by a child process (``decode_base64_to``).
+    """Write every input under ``directory``; return the total bytes staged.
 
     Raises ``JobFailed(input_error)`` for inputs that are missing, too large, unreadable or
     undecodable; ``Transient`` from the store passes through (the job is retried).
@@ -142,7 +130,7 @@ def stage(
     total = 0
     for item in inputs:
         try:
-            total += _stage_one(item, directory, store, limits, total, external)
+            total += _stage_one(item, directory, store, limits, total)
         except OSError as exc:  # the name passed validation; the file system still said no
             raise _input_error(
                 item.name, f"could not be written ({exc.strerror or type(exc).__name__})"
@@ -151,18 +139,13 @@ def stage(
 
 
 def _stage_one(
-    item: InputFile,
-    directory: Path,
-    store: ObjectStore,
-    limits: Limits,
-    total: int,
-    external: bool,
+    item: InputFile, directory: Path, store: ObjectStore, limits: Limits, total: int
 ) -> int:
     dest = directory / item.name
     dest.parent.mkdir(parents=True, exist_ok=True)
     budget = min(limits.max_input_bytes, limits.max_total_input_bytes - total)
     if item.data is not None:
-        return decode_base64_to(item.name, item.data, dest, budget, limits, external)
+        return decode_base64_to(item.name, item.data, dest, budget, limits)
     assert item.uri is not None
     try:
         return store.download(item.uri, dest, budget)
