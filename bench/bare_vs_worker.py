@@ -25,7 +25,10 @@ after the first; the worker's from its ``job.started`` lines), ``exec_ms`` (the 
 time per job), ``first_result_s`` = process start -> the first job's result (bare: its
 ``execute`` returned; worker: ``job.succeeded``, i.e. outputs, ``result.json`` and event
 written), ``first_cpu_s`` = the CPU seconds (all threads) it used until then, which a busy
-host stretches less than wall time, and the worker's boot phases (``comfyui.booted``).
+host stretches less than wall time, ``cpu_ms`` = CPU per job after the first (the path's whole
+process tree: the worker's executor process and ``base64 -d`` decoders count),
+``services_cpu_ms`` = the emulators' CPU per job over the run, and the worker's boot phases
+(``comfyui.booted``).
 """
 
 from __future__ import annotations
@@ -138,6 +141,7 @@ def run_bare(
         ready,
         cpu.between(runs[0]["end"], runs[-1]["end"]),
         cpu.between(started, runs[0]["end"]),
+        cpu.services_s,
     )
 
 
@@ -197,6 +201,7 @@ def run_worker(
         at(ready),
         cpu.between(first, max(at(x) for x in ok)),
         cpu.between(started, first),
+        cpu.services_s,
     )
 
 
@@ -206,26 +211,65 @@ both_env: dict[str, str] = {}  # --env: for both paths (say OMP_NUM_THREADS=1)
 repos: dict[str, Path] = {"worker": REPO}  # "before": --before REPO, another checkout's worker
 
 
-class CpuWatch:
-    """Samples a child's CPU seconds (all its threads) every 50 ms, to tell the CPU it used
-    after it was ready (the jobs) from its boot: less noisy than wall time on a shared host."""
+def _stat(pid: int) -> list[str]:
+    return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
 
-    def __init__(self, process: subprocess.Popen[bytes]) -> None:
+
+def tree_cpu_s(pid: int) -> float:
+    """CPU seconds of ``pid`` and its live descendants (all threads), plus what the children it
+    has reaped used (``base64 -d`` decoders, an ended executor process)."""
+    tick = os.sysconf("SC_CLK_TCK")
+    total, todo = 0, [pid]
+    while todo:
+        current = todo.pop()
+        try:
+            fields = _stat(current)
+            total += sum(int(fields[i]) for i in (11, 12, 13, 14))
+            for task in Path(f"/proc/{current}/task").iterdir():
+                todo.extend(int(c) for c in (task / "children").read_text().split())
+        except OSError:
+            continue  # it ended between the two reads
+    return total / tick
+
+
+def group_cpu_s(groups: set[int]) -> float:
+    """CPU seconds of every live process in these process groups (the emulators' launchers and
+    the JVM or server they start)."""
+    tick = os.sysconf("SC_CLK_TCK")
+    total = 0
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            fields = _stat(int(entry.name))
+        except OSError:
+            continue
+        if int(fields[2]) in groups:
+            total += sum(int(fields[i]) for i in (11, 12, 13, 14))
+    return total / tick
+
+
+class CpuWatch:
+    """Samples a child's CPU seconds (its whole process tree: the worker's executor process and
+    decoders too) every 50 ms, to tell the CPU it used after it was ready (the jobs) from its
+    boot: less noisy than wall time on a shared host. ``services`` (process groups) are read at
+    the start and the end: the emulators' CPU for the whole run."""
+
+    def __init__(self, process: subprocess.Popen[bytes], services: set[int]) -> None:
         self._pid = process.pid
         self._process = process
+        self._services = services
+        self._services_at_start = group_cpu_s(services)
+        self.services_s = 0.0
         self.samples: list[tuple[float, float]] = []
         self._thread = threading.Thread(target=self._run, daemon=True)
         self._thread.start()
 
     def _run(self) -> None:
-        tick = os.sysconf("SC_CLK_TCK")
         while self._process.poll() is None:
-            try:
-                fields = Path(f"/proc/{self._pid}/stat").read_text().rsplit(")", 1)[1].split()
-            except OSError:
-                break
-            self.samples.append((time.time(), (int(fields[11]) + int(fields[12])) / tick))
+            self.samples.append((time.time(), tree_cpu_s(self._pid)))
             time.sleep(0.05)
+        self.services_s = group_cpu_s(self._services) - self._services_at_start
 
     def between(self, t0: float, t1: float) -> float:
         """CPU seconds used from ``t0`` to ``t1`` (the samples nearest after each)."""
@@ -239,10 +283,13 @@ class CpuWatch:
         return at(t1) - at(t0)
 
 
+services: set[int] = set()  # the emulators' process groups, once they run
+
+
 def run_child(argv: list[str], log: Path, **kwargs: Any) -> tuple[int, bytes, CpuWatch]:
     with log.open("wb") as err:
         process = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=err, **kwargs)
-        watch = CpuWatch(process)
+        watch = CpuWatch(process, services)
         out, _ = process.communicate()
     return process.returncode, out, watch
 
@@ -281,6 +328,7 @@ def summary(
     ready: float,
     cpu_s: float,
     first_cpu_s: float,
+    services_s: float,
 ) -> dict[str, Any]:
     gaps = [b - a for a, b in itertools.pairwise(starts[1:])]
     return {
@@ -288,6 +336,8 @@ def summary(
         "per_job_mean_ms": round(1000 * statistics.fmean(gaps), 2),
         "exec_ms": round(1000 * statistics.median(execs[1:]), 2),
         "cpu_ms": round(1000 * cpu_s / max(1, len(starts) - 1), 2),
+        # The emulators' CPU over the whole run, per job (bare uses none of them).
+        "services_cpu_ms": round(1000 * services_s / max(1, len(starts)), 2),
         "first_exec_s": round(execs[0], 3),
         "ready_s": round(ready - started, 3),
         "first_result_s": round(first_result - started, 3),
@@ -346,6 +396,7 @@ def main() -> None:
             root.mkdir(parents=True, exist_ok=True)
         ps = emulators.start_pubsub(root / "logs")
         gcs = emulators.start_gcs(root / "logs")
+        services.update({ps.process.pid, gcs.process.pid})  # each leads its process group
         os.environ["PUBSUB_EMULATOR_HOST"] = ps.host
         os.environ["STORAGE_EMULATOR_HOST"] = f"http://{gcs.host}"
         try:
@@ -389,6 +440,7 @@ def compare(rows: list[dict[str, Any]], kinds: list[str]) -> dict[str, Any]:
                     "per_job_ms",
                     "exec_ms",
                     "cpu_ms",
+                    "services_cpu_ms",
                     "first_exec_s",
                     "first_result_s",
                     "first_cpu_s",
