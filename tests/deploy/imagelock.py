@@ -25,10 +25,15 @@ from packaging.markers import default_environment
 from packaging.requirements import InvalidRequirement, Requirement
 from packaging.utils import canonicalize_name
 
+from image import trim
 from tests.deploy import resolve
 
 ROOT = Path(__file__).resolve().parents[2]
 LOCK = "image/requirements.lock"
+TRIM = "image/trim.txt"
+# Entries of TRIM that hold only while the lock's torch is a CUDA 12 build: ComfyUI v0.33.0 turns
+# comfy-kitchen's own CUDA kernels off below CUDA 13 (comfy/quant_ops.py), and uses them above.
+CUDA12_ONLY_TRIM = ("comfy_kitchen/backends/cuda/_C.abi3.so",)
 INPUTS = ("requirements.txt", "image/comfyui-requirements.txt")
 PYTHON = "3.12"  # python3 of the base image (Ubuntu 24.04)
 PLATFORM = "x86_64-manylinux_2_28"
@@ -166,6 +171,7 @@ def problems(root: Path = ROOT, comfyui_dir: Path | None = None) -> list[str]:
     cuda = resolve.base_cuda((root / "Dockerfile").read_text())
     pinned = resolve.pins((root / INPUTS[0]).read_text())
     out += [f"{LOCK}: {p}" for p in resolve.problems(lock.pins, pinned, cuda)]
+    out += _trim_problems(root, lock)
     if comfyui_dir is not None:
         out += _against_checkout(root, comfyui_dir, pin)
     return out
@@ -202,6 +208,31 @@ def _entry_problems(lock: Lock) -> list[str]:
         if name in lock.pins
     ]
     return out
+
+
+def torch_cuda_major(lock: Lock) -> int | None:
+    """The CUDA major of the lock's torch set, from its CUDA runtime wheel (None: no CUDA)."""
+    for name, version in lock.pins.items():
+        if name == "nvidia-cuda-runtime" or name.startswith("nvidia-cuda-runtime-cu"):
+            return int(version.split(".", 1)[0])
+    return None
+
+
+def _trim_problems(root: Path, lock: Lock) -> list[str]:
+    """The trim list parses, and leaves nothing out that this lock's torch would use."""
+    try:
+        entries = trim.parse((root / TRIM).read_text())
+    except (OSError, ValueError) as exc:
+        return [f"{TRIM}: {exc}"]
+    major = torch_cuda_major(lock)
+    if major is None or major < 13:
+        return []
+    return [
+        f"{TRIM} leaves out {entry.pattern}, but {LOCK}'s torch is CUDA {major}: ComfyUI uses "
+        "comfy-kitchen's CUDA kernels from CUDA 13 on; drop the entry"
+        for entry in entries
+        if entry.pattern in CUDA12_ONLY_TRIM
+    ]
 
 
 def _requirement_problems(root: Path, lock: Lock) -> list[str]:

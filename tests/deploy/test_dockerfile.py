@@ -53,10 +53,17 @@ def test_dockerignore_lets_in_exactly_what_is_copied() -> None:
         for line in (ROOT / ".dockerignore").read_text().splitlines()
         if line.strip() and not line.startswith("#")
     ]
-    copied = re.findall(r"^COPY (?:--chown=\S+ )?(\S+) ", DOCKERFILE, re.M)
-    copied = [c for c in copied if not c.startswith("--from")]
+    copied = [
+        source
+        for line in re.findall(r"^COPY (.+)$", DOCKERFILE, re.M)
+        if "--from=" not in line
+        for source in line.split()[:-1]
+        if not source.startswith("--")
+    ]
     assert set(copied) == {
         "image/requirements.lock",
+        "image/trim.txt",
+        "image/trim.py",
         "image/startup-imports.txt",
         "tests/deploy/startup_imports.py",
         "scripts/install-comfyui",
@@ -85,3 +92,12 @@ def test_the_python_set_is_exactly_the_hashed_lock() -> None:
     assert "pip install" not in script
     # The build fails when a start-up import crashes in that set.
     assert "startup_imports.py check /src/image/startup-imports.txt" in DOCKERFILE
+
+
+def test_the_trim_runs_after_the_install_and_before_the_import_check() -> None:
+    """The start-up import check runs on the trimmed set, the one the runtime stage copies."""
+    build = DOCKERFILE.split("\nFROM ", 2)[1]  # the build stage
+    steps = [line for line in build.splitlines() if line.startswith("RUN ")]
+    pip = next(i for i, s in enumerate(steps) if "pip install" in s)
+    assert steps[pip + 1] == "RUN /opt/venv/bin/python /src/image/trim.py /src/image/trim.txt"
+    assert "startup_imports.py check" in steps[pip + 2]

@@ -13,7 +13,7 @@ import pytest
 from tests.deploy import imagelock
 
 ROOT = Path(__file__).resolve().parents[2]
-FILES = ("Dockerfile", "requirements.txt", *imagelock.INPUTS[1:], imagelock.LOCK)
+FILES = ("Dockerfile", "requirements.txt", *imagelock.INPUTS[1:], imagelock.LOCK, imagelock.TRIM)
 
 
 @pytest.fixture
@@ -92,6 +92,38 @@ def test_a_cuda_13_torch_in_the_lock_is_refused(tree: Path) -> None:
     )
     found = imagelock.problems(tree)
     assert any("nvidia-cuda-runtime is not a CUDA 12 wheel" in p for p in found), found
+
+
+def test_the_committed_lock_is_a_cuda_12_torch() -> None:
+    lock = imagelock.parse_lock((ROOT / imagelock.LOCK).read_text())
+    assert imagelock.torch_cuda_major(lock) == 12
+
+
+def test_a_cuda_13_torch_refuses_the_trim_of_comfy_kitchens_cuda_kernels(tree: Path) -> None:
+    """The trim list leaves comfy-kitchen's CUDA kernels out only because ComfyUI does not use
+    them with a torch below CUDA 13: a CUDA 13 torch in the lock makes that entry an error."""
+    entry = "comfy_kitchen/backends/cuda/_C.abi3.so"
+    assert entry in imagelock.CUDA12_ONLY_TRIM
+    edit(
+        tree / imagelock.LOCK,
+        lambda t: t.replace("nvidia-cuda-runtime-cu12==12.6.77", "nvidia-cuda-runtime==13.0.96"),
+    )
+    found = imagelock.problems(tree)
+    assert any(p.startswith(f"{imagelock.TRIM} leaves out {entry}, but") for p in found), found
+    # Without the entry, only the lock's own CUDA rules object.
+    edit(
+        tree / imagelock.TRIM,
+        lambda t: "\n".join(line for line in t.splitlines() if not line.startswith(entry)),
+    )
+    found = imagelock.problems(tree)
+    assert found and not any(p.startswith(imagelock.TRIM) for p in found), found
+
+
+def test_a_trim_entry_without_a_reason_is_refused(tree: Path) -> None:
+    edit(tree / imagelock.TRIM, lambda t: t + "torch/lib/libtorch_cuda.so\n")
+    line = len((tree / imagelock.TRIM).read_text().splitlines())
+    found = imagelock.problems(tree)
+    assert found == [f"{imagelock.TRIM}: line {line}: 'torch/lib/libtorch_cuda.so' has no reason"]
 
 
 def test_a_checkout_of_another_release_is_refused(tmp_path: Path) -> None:
