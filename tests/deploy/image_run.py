@@ -112,6 +112,12 @@ def first(lines: list[dict[str, Any]], message: str) -> dict[str, Any]:
     return next((line for line in lines if line.get("message") == message), {})
 
 
+def booted_apart(lines: list[dict[str, Any]]) -> bool:
+    """ComfyUI booted in the executor's child process (``EXECUTOR_PROCESS``, the default)."""
+    started = first(lines, "executor.process_started")
+    return bool(started) and first(lines, "comfyui.booted").get("process") == "executor"
+
+
 def run(
     store: str, container: str, models: Path, ready_timeout_s: float
 ) -> tuple[dict[str, Any], list[str]]:
@@ -143,6 +149,9 @@ def run(
             print(f"image-run: worker run exited {code} in {took:.1f} s", file=sys.stderr)
             if code != 0:
                 failures.append(f"worker run exited {code}:\n{out[-4000:]}")
+            summary["run"]["executor_process"] = booted_apart(lines)
+            if not booted_apart(lines):
+                failures.append("worker run: ComfyUI did not boot in the executor process")
             events = {e["job_id"]: e for e in cloud.events(len(JOBS), timeout_s=20)}
             for job_id in JOBS:
                 result = cloud.result(job_id)
@@ -200,6 +209,9 @@ def serve(
         lines = json_lines(text)
         summary["boot_s"] = first(lines, "worker.ready").get("boot_s")
         summary["comfyui_phases"] = first(lines, "comfyui.booted").get("phases")
+        summary["executor_process"] = booted_apart(lines)
+        if not booted_apart(lines):
+            failures.append("service: ComfyUI did not boot in the executor process")
         if failures:
             print(f"image-run: the service's log ends:\n{text[-4000:]}", file=sys.stderr)
     print(f"image-run: service: {summary}", file=sys.stderr)
