@@ -11,11 +11,11 @@ trio's ``MockClock(autojump_threshold=...)`` for threads: a 600 s job timeout, a
 lease cap comes in milliseconds, and in the order the deadlines say.
 
 What it can't see: a thread busy for longer than ``busy_s`` (real work, or starved of CPU) or one
-that never touched the clock. ``busy_s`` is 0.3 s: at 0.1 s, four test processes on two cores
-with the emulators beside them starved a thread that long about once in ten runs of
-tests/memory (a lease lapsed in virtual time, a duplicate event), at the same suite time.
-Time may then jump while it works, as if the work had been slow.
+that never touched the clock. Time may then jump while it works, as if the work had been slow.
 The tests on this clock give their deadlines room for that (a timeout of 60 s, not 1 s).
+``busy_s`` is 0.3 s: at 0.1 s, four test processes on two cores with the emulators beside them
+starved a thread that long about once in ten runs of tests/memory (a lease lapsed in virtual
+time, a duplicate event), at the same suite time.
 """
 
 from __future__ import annotations
