@@ -29,21 +29,19 @@ import time
 import traceback
 from pathlib import Path
 
-# The modules of the packages tests/deploy/imagelock.py's EXCLUDED leaves out of the image (a test
-# holds the two together): none may be importable there, and none may be imported at boot.
-EXCLUDED = (
-    "triton",
-    "comfyui_frontend_package",
-    "comfyui_embedded_docs",
-    "comfyui_workflow_templates",
-    "comfyui_workflow_templates_core",
-    "comfyui_workflow_templates_json",
-    "comfyui_workflow_templates_media_api",
-    "comfyui_workflow_templates_media_assets_01",
-    "comfyui_workflow_templates_media_image",
-    "comfyui_workflow_templates_media_other",
-    "comfyui_workflow_templates_media_video",
-)
+LOCK_NAME = "requirements.lock"  # beside the list, in the repository and in the image's build
+REPO_LOCK = Path(__file__).resolve().parents[2] / "image" / LOCK_NAME
+
+
+def excluded(lock: Path) -> tuple[str, ...]:
+    """The modules of the packages the lock leaves out of the image, from its ``#: excluded =``
+    header (``tests/deploy/imagelock.py`` writes it from its ``EXCLUDED``): none may be
+    importable there, and none may be imported at boot. Each is its package's name with ``_``
+    for ``-`` (triton, comfyui_frontend_package, ...); a test holds that true."""
+    for line in lock.read_text().splitlines():
+        if line.startswith("#: excluded ="):
+            return tuple(name.replace("-", "_") for name in line.split("=", 1)[1].split())
+    raise SystemExit(f"startup-imports: {lock} has no '#: excluded =' header")
 
 
 def listed(path: Path) -> list[str]:
@@ -71,8 +69,9 @@ def as_if_gpu(scratch: Path) -> None:
     os.environ.pop("CC", None)
 
 
-def check(modules: list[str]) -> list[str]:
-    """Import each module in order; return one line per failure."""
+def check(modules: list[str], left_out: tuple[str, ...]) -> list[str]:
+    """Import each module in order, then make sure none of ``left_out`` is importable; return
+    one line per failure."""
     failures = []
     for name in modules:
         started = time.perf_counter()
@@ -85,7 +84,7 @@ def check(modules: list[str]) -> list[str]:
             print(f"FAIL {name}: {type(exc).__name__}: {exc}", file=sys.stderr)
             continue
         print(f"ok   {name} ({time.perf_counter() - started:.2f} s)", file=sys.stderr)
-    for name in EXCLUDED:
+    for name in left_out:
         if importlib.util.find_spec(name) is not None:
             failures.append(f"{name} is importable, but the image leaves it out on purpose")
     return failures
@@ -134,7 +133,8 @@ def discover(comfyui_dir: Path) -> list[str]:
         executor.start()
         try:
             found = third_party(dict(sys.modules), comfyui_dir)
-            return [name for name in found if name not in EXCLUDED]
+            left_out = excluded(REPO_LOCK)
+            return [name for name in found if name not in left_out]
         finally:
             executor.close()
 
@@ -154,7 +154,7 @@ def main(argv: list[str]) -> int:
     with tempfile.TemporaryDirectory() as scratch:
         if args.as_if_gpu:
             as_if_gpu(Path(scratch))
-        failures = check(listed(args.list))
+        failures = check(listed(args.list), excluded(args.list.with_name(LOCK_NAME)))
     for failure in failures:
         print(f"startup-imports: {failure}", file=sys.stderr)
     mode = " as if on a GPU" if args.as_if_gpu else ""
