@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 from worker.config import Limits
 from worker.errors import JobFailed
-from worker.message.parse import JOB_ID, RESERVED
+from worker.message.parse import job_id_problem
 from worker.message.validate import check_prefix
 from worker.record.result import job_folder
 
@@ -45,16 +45,9 @@ class JobRef:
         if not isinstance(text, str) or not text or len(text) > MAX_TOKEN_CHARS:
             raise BadReference(f"a job id is 1-{MAX_TOKEN_CHARS} characters")
         *segments, job_id = text.split(SEP)
-        if not JOB_ID.fullmatch(job_id) or job_id in (".", ".."):
-            raise BadReference(
-                "a job id is 1-128 characters from A-Z a-z 0-9 . _ - (after its prefix's "
-                "segments, each followed by ~)"
-            )
-        if job_id.startswith(RESERVED):
-            raise BadReference(
-                f"a job id never starts with {job_id[0]!r} (reserved for the worker's own "
-                "folders and markers)"
-            )
+        problem = job_id_problem(job_id)
+        if problem is not None:
+            raise BadReference(f"{problem} (after its prefix's segments, each followed by ~)")
         if "" in segments:  # a~~b, ~b
             raise BadReference("the job id's prefix part has an empty segment")
         try:

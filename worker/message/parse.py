@@ -30,6 +30,22 @@ JOB_ID = re.compile(r"[A-Za-z0-9._-]{1,128}")
 # No job id starts with these: "_" names the worker's own top-level folders (_inputs, _dispatch),
 # "." its markers in a job's folder and at each prefix level (.namespace, .cancel, .attempt-N).
 RESERVED = ("_", ".")
+
+
+def job_id_problem(value: object) -> str | None:
+    """What is wrong with ``value`` as a job id, or None: the one rule for a message's
+    ``job_id`` and for a job reference (``worker.message.jobref``, ``status`` and ``cancel``)."""
+    if not isinstance(value, str) or not JOB_ID.fullmatch(value) or value in (".", ".."):
+        return f"job_id {echo(value)} is invalid: use 1-128 characters from A-Z a-z 0-9 . _ -"
+    if value.startswith(RESERVED):
+        return (
+            f"job_id {echo(value)} starts with {value[0]!r}, which is reserved for the worker's "
+            "own folders and markers (_inputs, _dispatch, .namespace, .cancel): start it with a "
+            "letter or digit"
+        )
+    return None
+
+
 V1_FIELDS = (
     "version",
     "job_id",
@@ -139,19 +155,9 @@ class Parser:
         given = body.get("job_id", delivery.attributes.get("job_id"))
         if given is None:
             return delivery.message_id
-        if not isinstance(given, str) or not JOB_ID.fullmatch(given) or given in (".", ".."):
-            self._refuse(
-                delivery,
-                f"job_id {echo(given)} is invalid: use 1-128 characters from "
-                "A-Z a-z 0-9 . _ - (the result is recorded under the message id)",
-            )
-        if given.startswith(RESERVED):
-            self._refuse(
-                delivery,
-                f"job_id {echo(given)} starts with {given[0]!r}, which is reserved for the "
-                "worker's own folders and markers (_inputs, _dispatch, .namespace, .cancel): "
-                "start it with a letter or digit (the result is recorded under the message id)",
-            )
+        problem = job_id_problem(given)
+        if problem is not None:
+            self._refuse(delivery, f"{problem} (the result is recorded under the message id)")
         return str(given)
 
     def _prefix(self, body: Mapping[str, Any]) -> str:
