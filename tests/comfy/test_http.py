@@ -71,16 +71,19 @@ def comfy_server(
 
 
 def peak_rss_mib(pid: int) -> float:
-    """The highest resident set of the server and its children (gunicorn's worker)."""
-    pids = [pid]
-    children = Path(f"/proc/{pid}/task/{pid}/children")
-    if children.exists():
-        pids += [int(p) for p in children.read_text().split()]
-    peak = 0
-    for p in pids:
-        for line in Path(f"/proc/{p}/status").read_text().splitlines():
-            if line.startswith("VmHWM:"):
-                peak = max(peak, int(line.split()[1]))
+    """The highest resident set of the server and its descendants (gunicorn's worker, and the
+    executor process ComfyUI runs in under it)."""
+    peak, todo = 0, [pid]
+    while todo:
+        p = todo.pop()
+        try:
+            for line in Path(f"/proc/{p}/status").read_text().splitlines():
+                if line.startswith("VmHWM:"):
+                    peak = max(peak, int(line.split()[1]))
+            for task in Path(f"/proc/{p}/task").iterdir():
+                todo += [int(c) for c in (task / "children").read_text().split()]
+        except OSError:
+            continue  # it ended meanwhile
     return peak / 1024
 
 
