@@ -21,7 +21,7 @@ from typing import Any
 from worker.errors import ConfigError
 from worker.executor import loading, wire
 from worker.executor.base import Executor, Progress
-from worker.obs import logs
+from worker.obs import logs, profiler
 
 log = logging.getLogger(__name__)
 
@@ -52,6 +52,8 @@ class _Child:
 
     def serve(self, hello: wire.Hello) -> None:
         try:
+            # PROFILER=1: this process's CPU (ComfyUI's) is profiled too, beside the worker's.
+            profiler.start(hello.settings.observability, hello.settings.identity)
             self._executor = loading.build(hello.settings)
             self._executor.start()
         except BaseException as exc:
