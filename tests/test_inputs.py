@@ -5,6 +5,9 @@ from __future__ import annotations
 
 import base64
 import os
+import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -49,18 +52,54 @@ def test_large_text_over_the_budget_leaves_no_file(tmp_path: Path) -> None:
     assert not dest.exists()
 
 
-def test_without_the_tool_python_decodes(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(inputs, "_base64_tool", lambda: None)
-    dest = tmp_path / "in.png"
-    assert inputs.decode_base64_to("in.png", TEXT, dest, 10**9, Limits()) == len(RAW)
-    assert dest.read_bytes() == RAW
+REPO = Path(__file__).resolve().parent.parent
+DECODE = """
+import sys
+from pathlib import Path
+from worker.config import Limits
+from worker.message import inputs
+text = Path(sys.argv[1]).read_text()
+print(inputs.decode_base64_to("in.png", text, Path(sys.argv[2]), 10**9, Limits()))
+"""
 
 
-def test_small_text_stays_in_process(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    def no_child(*args: object) -> bool:
-        raise AssertionError("small inputs are decoded in-process")
+def decode_with_path(tmp_path: Path, text: str, path: list[Path]) -> tuple[int, bytes]:
+    """Decode in a fresh process whose PATH is ``path`` (the tool is looked up once per process)."""
+    src, dest = tmp_path / "text.b64", tmp_path / "in.png"
+    src.write_text(text)
+    env = {**os.environ, "PATH": os.pathsep.join(str(d) for d in path)}
+    done = subprocess.run(
+        [sys.executable, "-c", DECODE, str(src), str(dest)],
+        env=env,
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    return int(done.stdout), dest.read_bytes()
 
-    monkeypatch.setattr(inputs, "_decode_external", no_child)
-    dest = tmp_path / "in.png"
-    assert inputs.decode_base64_to("in.png", base64.b64encode(b"png").decode(), dest, 99, Limits())
-    assert dest.read_bytes() == b"png"
+
+def recording_tool(tmp_path: Path) -> tuple[Path, Path]:
+    """A ``base64`` first on PATH that notes each call in a file, then runs the real one."""
+    real = shutil.which("base64")
+    assert real is not None
+    bindir, calls = tmp_path / "bin", tmp_path / "calls"
+    bindir.mkdir()
+    tool = bindir / "base64"
+    tool.write_text(f'#!/bin/sh\necho "$@" >> {calls}\nexec {real} "$@"\n')
+    tool.chmod(0o755)
+    return bindir, calls
+
+
+def test_without_the_tool_python_decodes(tmp_path: Path) -> None:
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    assert decode_with_path(tmp_path, TEXT, [empty]) == (len(RAW), RAW)
+
+
+@pytest.mark.parametrize(("raw", "runs"), [(b"png", 0), (RAW, 1)], ids=["small", "large"])
+def test_only_large_text_goes_to_the_tool(tmp_path: Path, raw: bytes, runs: int) -> None:
+    bindir, calls = recording_tool(tmp_path)
+    text = base64.b64encode(raw).decode()
+    assert decode_with_path(tmp_path, text, [bindir]) == (len(raw), raw)
+    assert (calls.read_text().splitlines() if calls.exists() else []) == ["-d"] * runs
