@@ -8,6 +8,8 @@ worker's process.
 
 from __future__ import annotations
 
+import json
+import logging
 import os
 import pickle
 import re
@@ -22,13 +24,14 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from tests.fakes.scripted import workflow
+from tests.fakes.scripted import ScriptedExecutor, workflow
 from worker import errors
 from worker.config import Settings
 from worker.errors import ConfigError, ErrorType, Interrupted, JobFailed, Transient, WorkerBroken
 from worker.executor import loading, wire
 from worker.executor.base import ExecRequest, Progress
 from worker.executor.process import ProcessExecutor
+from worker.obs import logs
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -150,6 +153,32 @@ def test_a_child_that_dies_ends_the_run_with_worker_broken(
     ):
         executor.execute(request(tmp_path, crash=kind))
     executor.close()  # closing a dead child is fine
+
+
+def build_logging(settings: Settings) -> ScriptedExecutor:
+    """``EXECUTOR=tests.test_executor_process:build_logging``: logs one line as it is built."""
+    logging.getLogger("tests.child").warning("the executor process says hello")
+    return ScriptedExecutor()
+
+
+def test_the_childs_log_lines_carry_the_workers_fields(
+    tmp_path: Path, capfd: pytest.CaptureFixture[str]
+) -> None:
+    root = logging.getLogger()
+    kept = root.handlers[:], root.level
+    logs.setup("INFO", static={"execution": "exec-7", "service": "comfy-http"})
+    try:
+        ex = ProcessExecutor(settings(tmp_path, "tests.test_executor_process:build_logging"))
+        ex.start()
+        ex.close()
+    finally:
+        root.handlers[:], level = kept
+        root.setLevel(level)
+    lines = [json.loads(x) for x in capfd.readouterr().err.splitlines() if x.startswith("{")]
+    said = [x for x in lines if x["message"] == "the executor process says hello"]
+    assert len(said) == 1
+    assert said[0]["process"] == "executor"
+    assert (said[0]["execution"], said[0]["service"]) == ("exec-7", "comfy-http")
 
 
 def test_start_failures_keep_their_class(tmp_path: Path) -> None:

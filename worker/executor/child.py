@@ -107,15 +107,7 @@ def main(argv: list[str]) -> int:
     kind, hello = conn.recv()
     assert kind == "start" and isinstance(hello, wire.Hello)
     sys.path[:] = list(hello.sys_path)
-    settings = hello.settings
-    logs.setup(
-        settings.log_level,
-        static={
-            "execution": settings.identity.execution,
-            "task_index": settings.identity.task_index,
-            "process": "executor",
-        },
-    )
+    logs.setup(hello.settings.log_level, static={**hello.log_static, "process": "executor"})
     child = _Child(conn)
     threading.Thread(target=child.read, name="executor-requests", daemon=True).start()
     child.serve(hello)

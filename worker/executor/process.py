@@ -64,7 +64,7 @@ class ProcessExecutor:
             )
             self._conn = Connection(ours.detach())
         logs.event(log, "executor.process_started", pid=self._proc.pid)
-        hello = wire.Hello(self._settings, tuple(sys.path))
+        hello = wire.Hello(self._settings, tuple(sys.path), logs.static())
         self._call(("start", hello), "starting")
 
     def execute(self, request: ExecRequest) -> ExecResult:

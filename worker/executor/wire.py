@@ -10,6 +10,7 @@ exception into one).
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Mapping
 from typing import Any
 
 from worker import errors
@@ -19,11 +20,13 @@ from worker.message.bounded import safe_str
 
 @dataclasses.dataclass(frozen=True)
 class Hello:
-    """The child's first message: the settings the worker runs with and its import path (so that
-    ``EXECUTOR`` can name a module the worker's process can import)."""
+    """The child's first message: the settings the worker runs with, its import path (so that
+    ``EXECUTOR`` can name a module the worker's process can import) and the fields its log lines
+    carry (``worker.obs.logs.static``: a job worker's task, an HTTP service's name)."""
 
     settings: Settings
     sys_path: tuple[str, ...]
+    log_static: Mapping[str, Any]
 
 
 class RemoteError(Exception):

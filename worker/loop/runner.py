@@ -129,7 +129,6 @@ class Runner:
         self._ledger = Ledger(store, publisher)
         busy = BusyClock()  # when the executor runs: what a model fetch overlapped
         namespace = Namespace(store, settings.output_uri)
-        apart = isolated(executor)  # ComfyUI in a process of its own (EXECUTOR_PROCESS)
         preparer = Preparer(parser, store, settings, namespace, self._ledger, models, busy)
         post = self._inbox.put
         self._prefetch = Prefetcher(
@@ -141,7 +140,7 @@ class Runner:
             post,
             self._stop,
             sync=settings.max_crashed_attempts > 0,
-            isolated=apart,
+            isolated=isolated(executor),  # ComfyUI in a process of its own (EXECUTOR_PROCESS)
             clock=clock,
         )
         self._finisher = Finisher(

@@ -96,6 +96,15 @@ def setup(
         logging.getLogger(noisy).setLevel(max(logging.WARNING, logging.getLevelName(level)))
 
 
+def static() -> dict[str, Any]:
+    """The fields ``setup`` adds to every line (none before it ran): the executor process's
+    lines carry the same ones as the process that started it."""
+    for handler in logging.getLogger().handlers:
+        if isinstance(handler.formatter, JsonFormatter):
+            return dict(handler.formatter.static)
+    return {}
+
+
 def event(
     logger: logging.Logger,
     message: str,
