@@ -214,7 +214,9 @@ def test_signals_for_the_worker_do_not_end_a_run_in_the_child(
 
 
 def test_the_child_never_outlives_the_workers_process(tmp_path: Path) -> None:
-    """The worker's process killed by SIGKILL (no handler runs): its child ends too."""
+    """The worker's process killed by SIGKILL (no handler runs): its child ends too. That
+    process finds the worker through a ``sys.path`` entry, from another working directory: so
+    must the child."""
     script = textwrap.dedent(
         f"""
         import sys, time
@@ -229,7 +231,9 @@ def test_the_child_never_outlives_the_workers_process(tmp_path: Path) -> None:
         time.sleep(60)
         """
     )
-    parent = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True)
+    parent = subprocess.Popen(
+        [sys.executable, "-c", script], stdout=subprocess.PIPE, text=True, cwd=tmp_path
+    )
     assert parent.stdout is not None
     child = int(parent.stdout.readline())
     assert alive(child)

@@ -22,14 +22,17 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import logging
+import os
 import signal
 import socket
 import subprocess
 import sys
 import threading
 from multiprocessing.connection import Connection
+from pathlib import Path
 from typing import Any
 
+import worker
 from worker.config import Settings
 from worker.errors import WorkerBroken
 from worker.executor import wire
@@ -58,6 +61,7 @@ class ProcessExecutor:
         with ours, theirs:
             self._proc = subprocess.Popen(
                 [sys.executable, "-m", "worker.executor.child", str(theirs.fileno())],
+                env=_child_env(),
                 pass_fds=(theirs.fileno(),),
                 # Its own session: a terminal's Ctrl-C reaches the worker's process alone.
                 start_new_session=True,
@@ -139,6 +143,15 @@ class ProcessExecutor:
             except ValueError:
                 return f"killed by signal {-code}"
         return f"exit status {code}"
+
+
+def _child_env() -> dict[str, str]:
+    """This environment, with the folder ``worker`` was imported from first on ``PYTHONPATH``:
+    ``-m worker.executor.child`` must find it even when this process found it some other way
+    (a ``sys.path`` entry added at run time, another working directory)."""
+    root = str(Path(worker.__file__).resolve().parent.parent)
+    rest = [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p and p != root]
+    return {**os.environ, "PYTHONPATH": os.pathsep.join([root, *rest])}
 
 
 def _answer(conn: Connection, progress: Any) -> Any:
