@@ -12,9 +12,9 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 import pytest
 
@@ -92,18 +92,25 @@ class EmulatorSources:
         return time.monotonic()
 
 
+H = TypeVar("H")
+
+
+def harness(
+    request: pytest.FixtureRequest, memory: Callable[[], H], emulator: Callable[[Cloud], H]
+) -> Iterator[H]:
+    """The fixture's implementation for its param, and whatever it ``opened`` closed after."""
+    made = memory() if request.param == "memory" else emulator(request.getfixturevalue("cloud"))
+    try:
+        yield made
+    finally:
+        for opened in getattr(made, "opened", []):
+            opened.close()
+
+
 @pytest.fixture(params=IMPLS)
 def sources(request: pytest.FixtureRequest) -> Iterator[Sources]:
-    harness: MemorySources | EmulatorSources
-    if request.param == "memory":
-        harness = MemorySources()
-    else:
-        harness = EmulatorSources(request.getfixturevalue("cloud"))
-    try:
-        yield harness
-    finally:
-        for s in harness.opened:
-            s.close()
+    made: Iterator[Sources] = harness(request, MemorySources, EmulatorSources)
+    yield from made
 
 
 @pytest.fixture(params=IMPLS)
@@ -156,16 +163,8 @@ class EmulatorEvents:
 
 @pytest.fixture(params=IMPLS)
 def events(request: pytest.FixtureRequest) -> Iterator[Events]:
-    harness: MemoryEvents | EmulatorEvents
-    if request.param == "memory":
-        harness = MemoryEvents()
-    else:
-        harness = EmulatorEvents(request.getfixturevalue("cloud"))
-    try:
-        yield harness
-    finally:
-        for p in getattr(harness, "opened", []):
-            p.close()
+    made: Iterator[Events] = harness(request, MemoryEvents, EmulatorEvents)
+    yield from made
 
 
 def job(job_id: str) -> bytes:
