@@ -50,6 +50,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.loop_overhead import png_bytes
+from tests import proctree
 from tests.cloud import Cloud
 from tests.comfy import sd15, workflows
 from worker.executor.comfy import gpu
@@ -215,38 +216,35 @@ def _stat(pid: int) -> list[str]:
     return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
 
 
+def _cpu_ticks(pid: int) -> int:
+    """utime + stime of ``pid`` and of the children it has reaped; 0 once it is gone."""
+    try:
+        fields = _stat(pid)
+    except OSError:
+        return 0
+    return sum(int(fields[i]) for i in (11, 12, 13, 14))
+
+
 def tree_cpu_s(pid: int) -> float:
     """CPU seconds of ``pid`` and its live descendants (all threads), plus what the children it
     has reaped used (``base64 -d`` decoders, an ended executor process)."""
-    tick = os.sysconf("SC_CLK_TCK")
-    total, todo = 0, [pid]
-    while todo:
-        current = todo.pop()
-        try:
-            fields = _stat(current)
-            total += sum(int(fields[i]) for i in (11, 12, 13, 14))
-            for task in Path(f"/proc/{current}/task").iterdir():
-                todo.extend(int(c) for c in (task / "children").read_text().split())
-        except OSError:
-            continue  # it ended between the two reads
-    return total / tick
+    return sum(_cpu_ticks(p) for p in proctree.tree(pid)) / os.sysconf("SC_CLK_TCK")
 
 
 def group_cpu_s(groups: set[int]) -> float:
     """CPU seconds of every live process in these process groups (the emulators' launchers and
     the JVM or server they start)."""
-    tick = os.sysconf("SC_CLK_TCK")
     total = 0
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit():
             continue
         try:
-            fields = _stat(int(entry.name))
+            group = int(_stat(int(entry.name))[2])
         except OSError:
             continue
-        if int(fields[2]) in groups:
-            total += sum(int(fields[i]) for i in (11, 12, 13, 14))
-    return total / tick
+        if group in groups:
+            total += _cpu_ticks(int(entry.name))
+    return total / os.sysconf("SC_CLK_TCK")
 
 
 class CpuWatch:

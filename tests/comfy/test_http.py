@@ -17,6 +17,7 @@ from typing import Any
 import pytest
 import requests
 
+from tests import proctree
 from tests.cloud import Cloud
 from tests.comfy.conftest import comfyui_dir_or_skip
 from tests.comfy.workflows import model_free
@@ -73,15 +74,12 @@ def comfy_server(
 def peak_rss_mib(pid: int) -> float:
     """The highest resident set of the server and its descendants (gunicorn's worker, and the
     executor process ComfyUI runs in under it)."""
-    peak, todo = 0, [pid]
-    while todo:
-        p = todo.pop()
+    peak = 0
+    for p in proctree.tree(pid):
         try:
             for line in Path(f"/proc/{p}/status").read_text().splitlines():
                 if line.startswith("VmHWM:"):
                     peak = max(peak, int(line.split()[1]))
-            for task in Path(f"/proc/{p}/task").iterdir():
-                todo += [int(c) for c in (task / "children").read_text().split()]
         except OSError:
             continue  # it ended meanwhile
     return peak / 1024
