@@ -22,7 +22,6 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import logging
-import os
 import signal
 import socket
 import subprocess
@@ -42,6 +41,14 @@ from worker.obs import logs
 
 log = logging.getLogger(__name__)
 CLOSE_WAIT_S = 30.0  # for the child to unload models and exit after ``close``
+# ``python -m worker.executor.child FD``, from the folder ``worker`` was imported from: the child
+# must find the package even when this process found it some other way (a ``sys.path`` entry
+# added at run time, another working directory).
+_ROOT = str(Path(worker.__file__).resolve().parent.parent)
+_BOOT = (
+    "import runpy, sys; sys.path.insert(0, sys.argv.pop(1)); "
+    "runpy.run_module('worker.executor.child', run_name='__main__', alter_sys=True)"
+)
 
 
 class ProcessExecutor:
@@ -60,8 +67,7 @@ class ProcessExecutor:
         ours, theirs = socket.socketpair()
         with ours, theirs:
             self._proc = subprocess.Popen(
-                [sys.executable, "-m", "worker.executor.child", str(theirs.fileno())],
-                env=_child_env(),
+                [sys.executable, "-c", _BOOT, _ROOT, str(theirs.fileno())],
                 pass_fds=(theirs.fileno(),),
                 # Its own session: a terminal's Ctrl-C reaches the worker's process alone.
                 start_new_session=True,
@@ -143,15 +149,6 @@ class ProcessExecutor:
             except ValueError:
                 return f"killed by signal {-code}"
         return f"exit status {code}"
-
-
-def _child_env() -> dict[str, str]:
-    """This environment, with the folder ``worker`` was imported from first on ``PYTHONPATH``:
-    ``-m worker.executor.child`` must find it even when this process found it some other way
-    (a ``sys.path`` entry added at run time, another working directory)."""
-    root = str(Path(worker.__file__).resolve().parent.parent)
-    rest = [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p and p != root]
-    return {**os.environ, "PYTHONPATH": os.pathsep.join([root, *rest])}
 
 
 def _answer(conn: Connection, progress: Any) -> Any:
