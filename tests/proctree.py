@@ -1,5 +1,5 @@
 """A process and its live descendants, read from ``/proc`` (the HTTP checks' peak RSS, the
-benchmarks' CPU of a worker with its executor process)."""
+benchmarks' CPU of a worker with its executor process), and whether one process is alive."""
 
 from __future__ import annotations
 
@@ -23,3 +23,11 @@ def tree(pid: int) -> Iterator[int]:
             continue
         yield current
         todo += children
+
+
+def alive(pid: int) -> bool:
+    """Running, asleep or stopped; not gone, and not a zombie waiting to be reaped."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().split(") ")[1][0] != "Z"
+    except (OSError, IndexError):
+        return False

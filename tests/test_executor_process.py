@@ -25,6 +25,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from tests.fakes.scripted import ScriptedExecutor, workflow
+from tests.proctree import alive
 from worker import errors
 from worker.config import Settings
 from worker.errors import ConfigError, ErrorType, Interrupted, JobFailed, Transient, WorkerBroken
@@ -55,16 +56,6 @@ def executor(tmp_path: Path):  # type: ignore[no-untyped-def]
     ex.start()
     yield ex
     ex.close()
-
-
-def alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    # A zombie (exited, not yet reaped) counts as gone.
-    stat = Path(f"/proc/{pid}/stat")
-    return stat.exists() and stat.read_text().split(") ")[1][0] != "Z"
 
 
 def test_the_settings_choose_where_the_executor_runs(tmp_path: Path) -> None:
@@ -198,6 +189,35 @@ def test_close_ends_the_child(tmp_path: Path) -> None:
     ex.close()
     assert not alive(pid)
     ex.close()  # idempotent
+
+
+def test_close_while_a_run_holds_the_child_kills_it(tmp_path: Path) -> None:
+    """A run that ignores its interrupt would never answer ``close``: the child is killed, and
+    the call waiting on that run ends with ``WorkerBroken``."""
+    import threading
+
+    ex = ProcessExecutor(settings(tmp_path))
+    ex.start()
+    pid = ex.pid
+    assert pid is not None
+    ended: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            ex.execute(request(tmp_path, sleep_s=60, ignore_interrupt=True))
+        except BaseException as exc:
+            ended.append(exc)
+
+    waiting = threading.Thread(target=run)
+    waiting.start()
+    time.sleep(0.5)
+    ex.interrupt()  # ignored
+    started = time.monotonic()
+    ex.close()
+    assert time.monotonic() - started < 5 and not alive(pid)
+    waiting.join(10)
+    assert len(ended) == 1 and isinstance(ended[0], WorkerBroken), ended
+    assert "killed by SIGKILL" in str(ended[0])
 
 
 def test_signals_for_the_worker_do_not_end_a_run_in_the_child(

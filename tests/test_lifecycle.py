@@ -13,6 +13,7 @@ from typing import Any
 
 from tests.cloud import REPO, Cloud
 from tests.fakes.scripted import workflow
+from tests.proctree import alive
 from worker.exitcodes import ExitCode
 
 
@@ -70,6 +71,29 @@ def test_executor_ignoring_the_interrupt_still_exits_within_the_grace(
     worker.wait(timeout=10)
     assert time.monotonic() - sent < 10
     assert len(cloud.pull(cloud.jobs_subscription, 1, timeout_s=3)) == 1
+
+
+def test_a_frozen_executor_process_is_not_left_behind(cloud: Cloud, tmp_path: Path) -> None:
+    """ComfyUI's process stopped mid-run (it can't answer, nor see the worker's process leave):
+    the worker still exits within the grace, hands the message back, and kills it."""
+    cloud.publish({"job_id": "frozen", "workflow": workflow(sleep_s=60)})
+    log = tmp_path / "worker.log"
+    worker = cloud.spawn_worker(log, IDLE_EXIT_S=60)
+    child = int(wait_for_log(log, "executor.process_started")["pid"])
+    wait_for_log(log, "job.started")
+    os.kill(child, signal.SIGSTOP)
+    try:
+        sent = time.monotonic()
+        worker.send_signal(signal.SIGTERM)
+        worker.wait(timeout=10)
+        assert time.monotonic() - sent < 10
+        assert not alive(child), "the frozen executor process outlived the worker's"
+        wait_for_log(log, "executor.process_killed", timeout_s=1)
+    finally:
+        if alive(child):
+            os.kill(child, signal.SIGKILL)
+    back = cloud.pull(cloud.jobs_subscription, 1, timeout_s=3)
+    assert len(back) == 1 and json.loads(back[0].message.data)["job_id"] == "frozen"
 
 
 def test_sigkill_mid_job_another_worker_completes_it_after_the_lease(

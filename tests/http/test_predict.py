@@ -6,15 +6,22 @@ from __future__ import annotations
 
 import base64
 import json
+import os
+import re
+import signal
 import socket
 import threading
 import time
+from pathlib import Path
 from typing import Any
 
 import requests
 
+from tests.cloud import Cloud
 from tests.fakes.scripted import workflow
-from tests.http.conftest import KEY, Server
+from tests.http.conftest import KEY, Server, serve, stop
+from tests.proctree import alive
+from worker.exitcodes import ExitCode
 
 
 def _job(job_id: str, **script: Any) -> dict[str, Any]:
@@ -208,3 +215,36 @@ def test_unknown_routes_and_methods_answer_json(server: Server) -> None:
     assert server.get("/v2/bad%20id/health").status_code == 404
     assert server.get("/v2/" + "e" * 65 + "/health").status_code == 404
     assert server.get("/robots.txt").status_code == 404
+
+
+def test_a_frozen_executor_process_ends_with_the_service(
+    module_cloud: Cloud, tmp_path: Path
+) -> None:
+    """ComfyUI's process stopped mid-run: the interrupt at the job timeout goes unanswered, the
+    service's process exits 70 to be replaced, and the executor process is killed first (stopped,
+    it could not see the service leave)."""
+    server = serve(module_cloud, tmp_path / "server.log", JOB_TIMEOUT_S=2)
+    child = None
+    try:
+        started = re.search(r'"executor.process_started".*?"pid": (\d+)', server.logs())
+        assert started is not None, server.logs()[-2000:]
+        child = int(started.group(1))
+        body = _job("p-frozen", sleep_s=60)
+        threading.Thread(target=server.post, args=("/predict", body), daemon=True).start()
+        deadline = time.monotonic() + 10
+        while '"job.started"' not in server.logs():
+            assert time.monotonic() < deadline, server.logs()[-2000:]
+            time.sleep(0.05)
+        os.kill(child, signal.SIGSTOP)
+        # Its process exits 70 (gunicorn's arbiter, or Cloud Run, starts another).
+        deadline = time.monotonic() + 20
+        while (exited := re.search(r'"service.exit".*?"code": (\d+)', server.logs())) is None:
+            assert time.monotonic() < deadline, server.logs()[-2000:]
+            time.sleep(0.1)
+        assert int(exited.group(1)) == ExitCode.WORKER_BROKEN
+        assert not alive(child), "the frozen executor process outlived the service"
+        assert '"executor.process_killed"' in server.logs()
+    finally:
+        stop(server)
+        if child is not None and alive(child):
+            os.kill(child, signal.SIGKILL)

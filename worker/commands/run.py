@@ -19,7 +19,7 @@ from worker.adapters.storage.base import ObjectStore
 from worker.adapters.storage.gcs import GcsStore
 from worker.config import Settings
 from worker.executor import loading
-from worker.executor.base import Executor
+from worker.executor.base import Executor, isolated
 from worker.exitcodes import ExitCode
 from worker.loop import workdir
 from worker.loop.runner import ExitReason, Runner
@@ -141,7 +141,9 @@ def _run(
     signal.signal(signal.SIGINT, on_signal)
     reason = runner.run()
     tracer.close()
-    if runner.executor_free:  # a run that ignored its interrupt still holds it: leave it be
+    # A run that ignored its interrupt still holds an in-process executor: leave it be. One in a
+    # process of its own is ended either way (close kills a child that a run still holds).
+    if runner.executor_free or isolated(executor):
         executor.close()
     for pub in (publisher, progress):
         if pub is not None:

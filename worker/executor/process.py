@@ -100,10 +100,22 @@ class ProcessExecutor:
                 self._conn.send(("interrupt",))
 
     def close(self) -> None:
+        """End the child: ``close`` and its answer when it is idle. When a run still holds it (one
+        that ignored its interrupt, or a child frozen or stuck in a native call that never lets
+        its reader thread see the socket close), nothing would answer or end it, and the
+        worker's process leaves with ``os._exit``: the child is killed instead of left holding
+        the GPU. The thread waiting on that run then ends with ``WorkerBroken``."""
         conn, proc = self._conn, self._proc
         self._conn = None
         if conn is None or proc is None:
             return
+        with self._send_lock:
+            running = self._running
+        if running:
+            logs.event(log, "executor.process_killed", logging.WARNING, pid=proc.pid)
+            proc.kill()
+            proc.wait()
+            return  # the connection is the running call's: it reads the end of it
         try:
             with self._send_lock:
                 conn.send(("close",))

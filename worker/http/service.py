@@ -32,7 +32,7 @@ from typing import Literal
 from worker.adapters.events.base import EventPublisher
 from worker.adapters.storage.base import ObjectStore
 from worker.config import Settings
-from worker.executor.base import ExecRequest, ExecResult, Executor
+from worker.executor.base import ExecRequest, ExecResult, Executor, isolated
 from worker.http.slot import Busy, ResultTee, SlotSource, Ticket
 from worker.loop.runner import ExitReason, Runner
 from worker.message.job import Delivery
@@ -177,6 +177,8 @@ class Service:
             )
             self._runner = runner
             reason = runner.run()
+            if isolated(executor):  # never left behind, even holding a run (see its close)
+                executor.close()
         except Exception as exc:  # a bad setting or a failed import while wiring
             logs.event(log, "service.failed", logging.ERROR, error=f"{type(exc).__name__}: {exc}")
             reason = ExitReason.BROKEN
