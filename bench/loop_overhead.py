@@ -1,7 +1,7 @@
 """Per-job worker overhead and GPU duty cycle of the job loop, against the emulators.
 
     .venv/bin/python -m bench.loop_overhead [--jobs 200] [--exec-s 0.5 3] \
-        [--max-crashed-attempts 2 0] [--executor-process]
+        [--max-crashed-attempts 2 0] [--executor-process] [--latency-ms 40]
 
 A backlog of N jobs goes through the Pub/Sub emulator and fake-gcs-server. The executor takes a
 fixed time and writes a 2 MB PNG. Two loops run in the same process on the same backlog size:
@@ -14,6 +14,10 @@ fixed time and writes a 2 MB PNG. Two loops run in the same process on the same 
 
 Overhead per job = the gap between one execution's end and the next one's start (p50/p95);
 duty cycle = execution time / wall time from the first execution's start to the last one's end.
+
+``--latency-ms`` puts that round-trip time on every request to both emulators (``bench.netdelay``),
+as a remote GCS and Pub/Sub have: a request on the GPU's path between two executions then shows
+as that much overhead per job, where against local emulators it costs a millisecond.
 """
 
 from __future__ import annotations
@@ -38,6 +42,7 @@ from typing import Any
 import google.cloud.pubsub_v1 as pubsub_v1
 from google.cloud import storage
 
+from bench.netdelay import Delay
 from worker.adapters.events.pubsub import PubSubPublisher
 from worker.adapters.sources.pubsub import PubSubSource
 from worker.adapters.storage.gcs import GcsStore
@@ -281,6 +286,12 @@ def main() -> None:
         action="store_true",
         help="also run each worker loop with the executor in a child process",
     )
+    ap.add_argument(
+        "--latency-ms",
+        type=float,
+        default=0.0,
+        help="round-trip time added to every request to the emulators (remote services)",
+    )
     args = ap.parse_args()
     png = png_bytes()
     rows: list[dict[str, Any]] = []
@@ -288,8 +299,12 @@ def main() -> None:
         work = Path(tmp)
         ps = emulators.start_pubsub(work / "logs")
         gcs = emulators.start_gcs(work / "logs")
-        os.environ["PUBSUB_EMULATOR_HOST"] = ps.host
-        os.environ["STORAGE_EMULATOR_HOST"] = f"http://{gcs.host}"
+        ps_host, gcs_host = ps.host, gcs.host
+        if args.latency_ms > 0:
+            one_way_s = args.latency_ms / 2000
+            ps_host, gcs_host = Delay(ps.host, one_way_s).host, Delay(gcs.host, one_way_s).host
+        os.environ["PUBSUB_EMULATOR_HOST"] = ps_host
+        os.environ["STORAGE_EMULATOR_HOST"] = f"http://{gcs_host}"
         try:
             for exec_s in args.exec_s:
                 loops: list[tuple[str, Any, int, bool]] = [("baseline", run_baseline, 2, False)]
@@ -311,6 +326,7 @@ def main() -> None:
                         {
                             "loop": name,
                             "exec_s": exec_s,
+                            "latency_ms": args.latency_ms,
                             "png_bytes": len(png),
                             **summarize(executor.spans),
                         }
