@@ -119,3 +119,17 @@ class MemoryStore:
 
 
 __all__ = ["MemoryStore"]
+
+
+@dataclass
+class GatedStore(MemoryStore):
+    """Holds the write of ``held`` (a URI suffix) until ``gate`` is set: a request that takes as
+    long as a test wants."""
+
+    held: str = "/a/.attempt-1.released"
+    gate: threading.Event = field(default_factory=threading.Event)
+
+    def put_bytes_once(self, uri: str, data: bytes, content_type: str) -> ObjectInfo | None:
+        if uri.endswith(self.held):
+            assert self.gate.wait(30), "the gate was never opened"
+        return super().put_bytes_once(uri, data, content_type)

@@ -172,3 +172,33 @@ def test_idle_worker_holds_no_messages_and_a_busy_one_at_most_one_extra(
     assert world.subscription.backlog() >= 2
     worker.join(30)
     assert codes == [ExitCode.OK]
+
+
+def _most_held(world: World, jobs: int, sleep_s: float, record: Path) -> int:
+    """The most messages one worker held at once while it drained ``jobs`` runs of ``sleep_s``."""
+    for i in range(jobs):
+        job = {
+            "job_id": f"{record.stem}{i}",
+            "workflow": workflow(sleep_s=sleep_s, record=str(record)),
+        }
+        world.publish(job)
+    codes: list[ExitCode] = []
+    worker = world.run_in_thread(codes, IDLE_EXIT_S=600, MAX_JOBS=jobs)
+    most = 0
+    end = world.clock.monotonic() + 50 * jobs * max(sleep_s, 1.0)
+    while len(executed(record)) < jobs:
+        assert world.clock.monotonic() < end, "never drained"
+        most = max(most, world.subscription.unacked() - world.subscription.backlog())
+        world.clock.sleep(sleep_s / 4)
+    worker.join(30)
+    assert codes == [ExitCode.OK] and world.subscription.unacked() == 0
+    return most
+
+
+def test_short_runs_are_prefetched_two_ahead_and_long_ones_one(
+    world: World, tmp_path: Path
+) -> None:
+    """Runs shorter than a job's preparation would leave the GPU waiting with one job ahead;
+    longer ones leave every message but the next deliverable to other tasks."""
+    assert _most_held(world, 12, 0.2, tmp_path / "short.txt") == 3  # running, next, next-but-one
+    assert _most_held(world, 6, 2.0, tmp_path / "long.txt") == 2

@@ -9,32 +9,16 @@ release waits for a gate shows which one happened.
 
 from __future__ import annotations
 
-import threading
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
 
-from tests.fakes.memstore import MemoryStore
+from tests.fakes.memstore import GatedStore
 from tests.fakes.scripted import ScriptedExecutor, workflow
 from tests.memory.world import World
-from worker.adapters.storage.base import ObjectInfo
 from worker.exitcodes import ExitCode
 from worker.loop import attempts
-
-
-@dataclass
-class GatedStore(MemoryStore):
-    """Holds the write of ``held`` (a URI suffix) until ``gate`` is set."""
-
-    held: str = "/a/.attempt-1.released"
-    gate: threading.Event = field(default_factory=threading.Event)
-
-    def put_bytes_once(self, uri: str, data: bytes, content_type: str) -> ObjectInfo | None:
-        if uri.endswith(self.held):
-            assert self.gate.wait(30), "the gate was never opened"
-        return super().put_bytes_once(uri, data, content_type)
 
 
 class IsolatedScripted(ScriptedExecutor):

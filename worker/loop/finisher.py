@@ -26,6 +26,10 @@ from worker.record.eventtypes import Post, RecordDone, RecordFailed, Recording, 
 from worker.record.output_format import convert
 
 log = logging.getLogger(__name__)
+# Jobs recorded at once. Each is a few round trips to GCS and Pub/Sub (outputs, result.json, the
+# event); on one thread, jobs shorter than those would queue behind each other. Two copies of one
+# job are never recorded at once: the ledger makes a duplicate wait until the first is settled.
+THREADS = 2
 
 
 class Finisher:
@@ -47,13 +51,15 @@ class Finisher:
         self._queue: queue.SimpleQueue[Recording | None] = queue.SimpleQueue()
 
     def start(self) -> None:
-        start_thread("finisher", self._run, self._post)
+        for _ in range(THREADS):
+            start_thread("finisher", self._run, self._post)
 
     def submit(self, item: Recording) -> None:
         self._queue.put(item)
 
     def close(self) -> None:
-        self._queue.put(None)
+        for _ in range(THREADS):
+            self._queue.put(None)
 
     def _run(self) -> None:
         while (item := self._queue.get()) is not None:

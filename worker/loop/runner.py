@@ -12,8 +12,9 @@ only; the ack or nack itself runs on the settler thread.
 
 Three things overlap so that the executor (the GPU) never waits on the worker: while job N
 executes, job N+1 is pulled and prepared, and job N-1 is recorded. At most one message is held
-beyond the one executing. The loop waits on its event queue with a timeout set by the next
-deadline (job timeout, interrupt grace, task budget, shutdown): nothing polls.
+beyond the one executing; two when the recent runs were short (``_short_jobs``). The loop waits
+on its event queue with a timeout set by the next deadline (job timeout, interrupt grace, task
+budget, shutdown): nothing polls.
 
 A stop (SIGTERM), the task budget, idleness, ``MAX_JOBS``, a drained manifest or a halt
 (broken worker, unreachable services, a dead thread) closes the loop: no more pulls, the
@@ -73,6 +74,7 @@ log = logging.getLogger(__name__)
 
 RECORDING_LIMIT = 3  # jobs being recorded before the loop stops starting and pulling more
 SAFETY_WAKE_S = 30.0  # the longest the loop sleeps with nothing due (events wake it sooner)
+SHORT_JOB_S = 1.0  # recent runs all shorter: prefetch two jobs ahead, not one (_short_jobs)
 
 
 class ExitReason(Enum):
@@ -298,13 +300,24 @@ class Runner:
         if (
             not self._pulling
             and self._ready is None
-            and self._next is None
+            and (self._next is None or self._short_jobs())
             and backlog_ok
             and not self._between_jobs()
             and self._may_take()
         ):
             self._pulling = True
             self._prefetch.permit()
+
+    def _short_jobs(self) -> bool:
+        """Pull the next-but-one while the next waits for the running job, when the recent runs
+        were all shorter than ``SHORT_JOB_S``. Making a job ready (the pull, the namespace claim,
+        staging, the attempt record and cancel check) is about five round trips to remote
+        services, and it starts when the job before it starts: with one job ahead, a run shorter
+        than those leaves the GPU waiting. A message is then held for at most two short runs
+        before its own; with longer runs one ahead is enough, and the rest stay deliverable to
+        other tasks."""
+        recent = self._recent_exec_s
+        return len(recent) == recent.maxlen and max(recent) < SHORT_JOB_S
 
     def _between_jobs(self) -> bool:
         """A job was handed to the executor thread and has not started yet.
