@@ -15,9 +15,9 @@ fixed time and writes a 2 MB PNG. Two loops run in the same process on the same 
 Overhead per job = the gap between one execution's end and the next one's start (p50/p95);
 duty cycle = execution time / wall time from the first execution's start to the last one's end.
 
-``--latency-ms`` puts that round-trip time on every request to both emulators (``bench.netdelay``),
-as a remote GCS and Pub/Sub have: a request on the GPU's path between two executions then shows
-as that much overhead per job, where against local emulators it costs a millisecond.
+``--latency-ms`` puts that round-trip time on every request to both emulators, as a remote GCS
+and Pub/Sub have (``tests.fakes.proxy``): a request on the GPU's path between two executions
+then shows as that much overhead per job, where against local emulators it costs a millisecond.
 """
 
 from __future__ import annotations
@@ -42,7 +42,7 @@ from typing import Any
 import google.cloud.pubsub_v1 as pubsub_v1
 from google.cloud import storage
 
-from bench.netdelay import Delay
+from tests.fakes.proxy import Proxy
 from worker.adapters.events.pubsub import PubSubPublisher
 from worker.adapters.sources.pubsub import PubSubSource
 from worker.adapters.storage.gcs import GcsStore
@@ -302,7 +302,7 @@ def main() -> None:
         ps_host, gcs_host = ps.host, gcs.host
         if args.latency_ms > 0:
             one_way_s = args.latency_ms / 2000
-            ps_host, gcs_host = Delay(ps.host, one_way_s).host, Delay(gcs.host, one_way_s).host
+            ps_host, gcs_host = Proxy(ps.host, one_way_s).host, Proxy(gcs.host, one_way_s).host
         os.environ["PUBSUB_EMULATOR_HOST"] = ps_host
         os.environ["STORAGE_EMULATOR_HOST"] = f"http://{gcs_host}"
         try:
