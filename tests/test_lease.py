@@ -1,6 +1,8 @@
-"""The lease helper extends what is held, promptly, and stops at the lease cap.
+"""The lease helper extends what is held before the shortest deadline lapses, in one call for
+all, never what is acked within its first moments, and stops at the lease cap.
 
-On a ``FakeClock``: its periods (a third of the extension) and the cap pass in virtual time.
+On a ``FakeClock``: the first extension's delay, the periods (a third of the extension) and the
+cap pass in virtual time.
 """
 
 from __future__ import annotations
@@ -9,7 +11,7 @@ import threading
 from collections.abc import Sequence
 
 from tests.fakes.clock import FakeClock
-from worker.adapters.sources.lease import Leaser
+from worker.adapters.sources.lease import FIRST_EXTENSION_S, Leaser
 
 
 class Recorder:
@@ -28,18 +30,46 @@ class Recorder:
             return [ids for ids, _ in self.calls]
 
 
-def test_a_new_message_is_extended_at_once_and_released_ones_are_not() -> None:
+def test_a_new_message_is_first_extended_after_a_moment_with_all_held() -> None:
     rec, clock = Recorder(), FakeClock()
     leaser = Leaser(rec, extension_s=30, max_lease_s=600, clock=clock)
     try:
         leaser.add("a")
-        clock.sleep(0.2)
-        assert rec.calls == [(["a"], 30)]  # right away, not a period later
+        clock.sleep(FIRST_EXTENSION_S / 2)
+        assert rec.calls == []  # not at once: the shortest ack deadline (10 s) leaves room
         leaser.add("b")
-        clock.sleep(0.2)
-        assert rec.ids()[-1] == ["a", "b"]
+        clock.sleep(FIRST_EXTENSION_S / 2 + 0.2)
+        assert rec.calls == [(["a", "b"], 30)]  # a's first, b's early: one call for both
         leaser.remove("a")
         assert leaser.held() == ["b"]
+        clock.sleep(12)  # a period is a third of the extension, jittered: 8-10 s
+        assert rec.ids() == [["a", "b"], ["b"]]
+    finally:
+        leaser.stop()
+
+
+def test_a_message_acked_before_its_first_extension_costs_no_request() -> None:
+    rec, clock = Recorder(), FakeClock()
+    leaser = Leaser(rec, extension_s=60, max_lease_s=600, clock=clock)
+    try:
+        for n in range(5):  # short jobs, one after another
+            leaser.add(f"short-{n}")
+            clock.sleep(FIRST_EXTENSION_S * 0.6)
+            leaser.remove(f"short-{n}")
+        leaser.add("long")
+        clock.sleep(FIRST_EXTENSION_S + 0.5)
+        assert rec.calls == [(["long"], 60)]
+    finally:
+        leaser.stop()
+
+
+def test_a_short_extension_is_first_extended_within_a_third_of_it() -> None:
+    rec, clock = Recorder(), FakeClock()
+    leaser = Leaser(rec, extension_s=3, max_lease_s=600, clock=clock)
+    try:
+        leaser.add("a")
+        clock.sleep(1.2)
+        assert rec.ids()[:1] == [["a"]]
     finally:
         leaser.stop()
 

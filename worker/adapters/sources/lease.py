@@ -6,6 +6,11 @@ held for ``max_lease_s`` (then Pub/Sub redelivers it: a runaway job can't hold a
 
 Each extension is short (``extension_s``, 60 s by default) rather than the subscription's 600 s, so
 that a task killed with SIGKILL gives its message back within a minute, not ten.
+
+A new message is first extended ``FIRST_EXTENSION_S`` after it arrives, not at once: Pub/Sub's
+shortest ack deadline is 10 s, which leaves the call 8 s, and a job acked sooner (a short job,
+or one refused at the edge) then costs no extension request at all. Whenever one message is due,
+every held message is extended in the same call.
 """
 
 from __future__ import annotations
@@ -25,6 +30,8 @@ Extend = Callable[[Sequence[str], int], None]
 
 OnDeath = Callable[[str, BaseException | None], None]
 
+FIRST_EXTENSION_S = 2.0
+
 
 class Leaser:
     def __init__(
@@ -36,7 +43,9 @@ class Leaser:
         self._dead: tuple[str, BaseException | None] | None = None
         self._extension_s = extension_s
         self._max_lease_s = max_lease_s
-        self._held: dict[str, float] = {}  # ack id -> monotonic time it was received
+        self._first_s = min(FIRST_EXTENSION_S, extension_s / 3)
+        # ack id -> (monotonic time it was received, when its next extension is due)
+        self._held: dict[str, tuple[float, float]] = {}
         self._lock = threading.Lock()
         self._wake = threading.Event()
         self._stopped = threading.Event()
@@ -52,10 +61,11 @@ class Leaser:
             on_death(*dead)
 
     def add(self, ack_id: str) -> None:
-        """Hold ``ack_id`` and extend its deadline now (the subscription's may be short)."""
+        """Hold ``ack_id``; its first extension comes ``FIRST_EXTENSION_S`` later."""
+        now = self._clock.monotonic()
         with self._lock:
-            self._held[ack_id] = self._clock.monotonic()
-        self._wake.set()
+            self._held[ack_id] = (now, now + self._first_s)
+        self._wake.set()  # the thread may be asleep until a later due time
 
     def remove(self, ack_id: str) -> None:
         with self._lock:
@@ -70,13 +80,23 @@ class Leaser:
         self._wake.set()
         self._thread.join(timeout=5)
 
+    def _next_wait(self, idle_s: float) -> float:
+        """Seconds until the earliest extension is due; ``idle_s`` when nothing is held."""
+        with self._lock:
+            if not self._held:
+                return idle_s
+            soonest = min(due for _, due in self._held.values())
+        return max(0.0, soonest - self._clock.monotonic())
+
     def _due(self) -> list[str]:
+        """Everything held once any of it is due (one call for all), after the lease cap."""
         now = self._clock.monotonic()
         with self._lock:
-            expired = [a for a, t in self._held.items() if now - t >= self._max_lease_s]
+            expired = [a for a, (t, _) in self._held.items() if now - t >= self._max_lease_s]
             for ack_id in expired:
                 del self._held[ack_id]
-            due = list(self._held)
+            any_due = any(due <= now for _, due in self._held.values())
+            due = list(self._held) if any_due else []
         if expired:
             logs.event(
                 log,
@@ -107,17 +127,26 @@ class Leaser:
         if on_death is not None:
             on_death("leaser", error)
 
+    def _extended(self, ack_ids: list[str], next_s: float) -> None:
+        now = self._clock.monotonic()
+        with self._lock:
+            for ack_id in ack_ids:
+                if ack_id in self._held:
+                    self._held[ack_id] = (self._held[ack_id][0], now + next_s)
+
     def _run(self) -> None:
         # Extend at about a third of the deadline, jittered so that many tasks don't align.
         period = self._extension_s / 3
         while not self._stopped.is_set():
-            self._clock.wait(self._wake, period * random.uniform(0.8, 1.0))
+            self._clock.wait(self._wake, self._next_wait(period))
             self._wake.clear()
             if self._stopped.is_set():
                 return
             due = self._due()
             if not due:
                 continue
+            # Scheduled before the call: a failed call is tried again a period later.
+            self._extended(due, period * random.uniform(0.8, 1.0))
             try:
                 self._extend(due, int(self._extension_s))
             except Exception as exc:  # keep leasing: the next round may get through
