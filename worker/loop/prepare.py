@@ -120,7 +120,7 @@ class Preparer:
         prepared = Prepared(delivery, ctx, early=refused.error)
         try:
             placed = self._namespace.place_refused(
-                refused.job_id, refused.prefix, delivery.message_id
+                refused.job_id, refused.prefix, delivery.message_id, refused.fingerprint
             )
             prepared.ctx = self._context(delivery, refused.job_id, placed.folder)
             if not placed.fresh:  # a redelivery of a refused message: announce, don't rewrite
@@ -132,7 +132,9 @@ class Preparer:
     def _accepted(self, delivery: Delivery, job: Job, stop: threading.Event) -> Prepared:
         prepared = Prepared(delivery, self._context(delivery, job.job_id, "", job), job=job)
         try:
-            placed = self._namespace.place(job.output_prefix, job.job_id, delivery.message_id)
+            placed = self._namespace.place(
+                job.output_prefix, job.job_id, delivery.message_id, job.fingerprint
+            )
             if placed.refusal is not None:
                 prepared.ctx = self._context(delivery, delivery.message_id, placed.folder, job)
                 prepared.early = placed.refusal

@@ -49,7 +49,33 @@ def decode_base64(name: str, text: str) -> bytes:
     try:
         return base64.b64decode(payload, validate=True)
     except (binascii.Error, ValueError) as exc:
-        raise _input_error(name, f"data is not valid base64 ({safe_str(exc, 200)})") from exc
+        raise _input_error(
+            name, f"data is not valid base64 ({safe_str(exc, 200)}){_hint(payload)}"
+        ) from exc
+
+
+_ALPHABET = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/="
+
+
+def _hint(payload: bytes) -> str:
+    """What to fix in base64 text the decoder refused (``payload`` without whitespace)."""
+    other = payload.translate(None, _ALPHABET)  # one C pass: what is not standard base64
+    if other and not other.translate(None, b"-_"):
+        return (
+            ": it is URL-safe base64 ('-' and '_'); send standard base64 (RFC 4648 section 4: "
+            "'+' and '/', padded with '=')"
+        )
+    if other:
+        return (
+            f": byte {other[0]:#04x} at {payload.find(other[:1])} is not in the base64 alphabet "
+            "(A-Z a-z 0-9 + / and '=' padding; a data URL is data:<type>;base64,<data>)"
+        )
+    if len(payload) % 4:
+        return (
+            f": it is {len(payload)} characters without whitespace, not a multiple of 4; "
+            "pad it with '=' to a multiple of 4"
+        )
+    return ""
 
 
 def _payload(text: str) -> bytes:

@@ -104,6 +104,9 @@ class Job:
     warnings: tuple[str, ...] = ()  # things the message asked for that this worker ignores
     models: tuple[ModelSpec, ...] = ()
     output_format: OutputFormat = field(default_factory=OutputFormat)
+    # What the message runs (``worker.message.fingerprint``): tells a redelivery from another
+    # job under the same id.
+    fingerprint: str | None = None
 
 
 @dataclass(frozen=True)

@@ -8,6 +8,7 @@ object), the result goes to ``<OUTPUT_URI>/<message id>/`` as the design says.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import re
 from collections.abc import Mapping
@@ -18,6 +19,7 @@ from worker.config import Limits
 from worker.errors import ErrorType, JobFailed
 from worker.message import jsonsafe
 from worker.message.bounded import echo, safe_str
+from worker.message.fingerprint import fingerprint, of_refused
 from worker.message.job import Delivery, InputFile, Job, OutputFormat
 from worker.message.validate import check_inputs, check_metadata, check_prefix, check_workflow
 from worker.models.spec import check_models
@@ -66,21 +68,27 @@ RUNPOD_IGNORED = {  # Runpod delivery options with no meaning here, and what to 
 
 
 class PipelineRenderer(Protocol):
-    def render(self, name: str, params: Mapping[str, Any]) -> Any:
+    def render(self, name: str, params: Mapping[str, Any], key: str | None = None) -> Any:
         """Return an object with ``workflow`` and ``params`` (and optionally ``models``, raw
         model entries its parameters add, and ``output``, the pipeline's default
-        ``OutputFormat``); raise ``JobFailed`` if invalid."""
+        ``OutputFormat``); raise ``JobFailed`` if invalid. ``key`` names the job (its prefix
+        and id): an omitted seed is derived from it, the same on every delivery."""
         ...
 
 
 class Refused(Exception):
-    """The message can't become a job. ``job_id``/``prefix`` say where its result goes."""
+    """The message can't become a job. ``job_id``/``prefix`` say where its result goes;
+    ``fingerprint`` (``worker.message.fingerprint``) what it was, when its body was a JSON
+    object: a job id already used by other content is not this message's folder."""
 
-    def __init__(self, job_id: str, prefix: str, error: JobFailed) -> None:
+    def __init__(
+        self, job_id: str, prefix: str, error: JobFailed, fingerprint: str | None = None
+    ) -> None:
         super().__init__(error.message)
         self.job_id = job_id
         self.prefix = prefix
         self.error = error
+        self.fingerprint = fingerprint
 
 
 @dataclass(frozen=True)
@@ -91,20 +99,25 @@ class Parser:
 
     def parse(self, delivery: Delivery) -> Job:
         """The job, or ``Refused``: whatever the message holds, nothing else escapes."""
-        job_id, prefix = delivery.message_id, ""
+        job_id, prefix, digest = delivery.message_id, "", None
         try:
             body = self._body(delivery)
+            digest = fingerprint(body)
             job_id = self._job_id(delivery, body)
             if "input" in body and "workflow" not in body and "pipeline" not in body:
-                return self._runpod(job_id, body, delivery)
-            prefix = self._prefix(body)
-            return self._v1(job_id, prefix, body)
+                job = self._runpod(job_id, body, delivery)
+            else:
+                prefix = self._prefix(body)
+                job = self._v1(job_id, prefix, body)
+            return dataclasses.replace(job, fingerprint=digest)
         except Refused:
             raise
         except JobFailed as exc:
-            raise Refused(job_id, prefix, exc) from exc
+            raise Refused(job_id, prefix, exc, of_refused(digest)) from exc
         except MemoryError as exc:
-            raise Refused(job_id, prefix, JobFailed(ErrorType.OOM, _NO_MEMORY)) from exc
+            raise Refused(
+                job_id, prefix, JobFailed(ErrorType.OOM, _NO_MEMORY), of_refused(digest)
+            ) from exc
         except Exception as exc:  # a message must never crash the worker: it fails alone
             logs.event(
                 log,
@@ -122,6 +135,7 @@ class Parser:
                     f"the message could not be read ({type(exc).__name__}: "
                     f"{safe_str(exc, 200)}); check it against the job message format"
                 ),
+                of_refused(digest),
             ) from exc
 
     def _body(self, delivery: Delivery) -> dict[str, Any]:
@@ -152,7 +166,9 @@ class Parser:
         return dict(body)
 
     def _job_id(self, delivery: Delivery, body: Mapping[str, Any]) -> str:
-        given = body.get("job_id", delivery.attributes.get("job_id"))
+        given = body.get("job_id")
+        if given is None:  # absent or null: the attribute, else the message id
+            given = delivery.attributes.get("job_id")
         if given is None:
             return delivery.message_id
         problem = job_id_problem(given)
@@ -178,7 +194,7 @@ class Parser:
         version = body.get("version", 1)
         if version != 1 or isinstance(version, bool):
             raise _invalid(f"version {echo(version)} is not supported; use 1")
-        workflow, pipeline, params, rendered = self._workflow(body)
+        workflow, pipeline, params, rendered = self._workflow(body, f"{prefix}/{job_id}")
         models = body.get("models", [])
         if rendered is not None and isinstance(models, list):
             models = models + list(getattr(rendered, "models", None) or [])
@@ -196,7 +212,7 @@ class Parser:
         )
 
     def _workflow(
-        self, body: Mapping[str, Any]
+        self, body: Mapping[str, Any], key: str
     ) -> tuple[dict[str, Any], str | None, dict[str, Any] | None, Any]:
         has_workflow, has_pipeline = "workflow" in body, "pipeline" in body
         if has_workflow == has_pipeline:
@@ -213,7 +229,7 @@ class Parser:
             raise _invalid('"pipeline" must be a name and "params" an object')
         if self.pipelines is None:
             raise _invalid("this worker has no pipelines configured (PIPELINES_DIR)")
-        rendered = self.pipelines.render(name, params)
+        rendered = self.pipelines.render(name, params, key)
         return check_workflow(rendered.workflow), name, dict(rendered.params), rendered
 
     def _runpod(self, job_id: str, body: Mapping[str, Any], delivery: Delivery) -> Job:

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import copy
 import difflib
+import hashlib
 import json
 import re
 import secrets
@@ -39,9 +40,22 @@ _NAME = re.compile(r"[a-z0-9][a-z0-9._-]{0,63}")
 _FILE_KEYS = {"description", "workflow", "params", "output"}
 
 
+SEED_BOUND = 2**53  # a drawn seed stays exact for JSON readers in any language
+
+
 def random_seed() -> int:
     """A seed that JSON readers in any language keep exact (below 2**53)."""
-    return secrets.randbelow(2**53)
+    return secrets.randbelow(SEED_BOUND)
+
+
+def keyed_seed(key: str, name: str) -> int:
+    """The seed of parameter ``name`` for the job ``key`` names: as unpredictable across jobs
+    as a random one, and the same on every delivery of one job. A redelivered job (after a
+    crash, or a failed upload) renders the same workflow, so the outputs an earlier attempt
+    kept (they are write-once) and the ones this attempt adds come from one seed, the one its
+    result's ``params`` names."""
+    digest = hashlib.sha256(f"{len(key)}:{key}:{name}".encode("utf-8", "surrogatepass")).digest()
+    return int.from_bytes(digest[:8], "big") % SEED_BOUND
 
 
 class PipelineError(ConfigError):
@@ -138,13 +152,15 @@ class PipelineCatalog:
     """The pipelines of one directory, loaded and checked once."""
 
     def __init__(
-        self, pipelines: Mapping[str, Pipeline], seed: Callable[[], int] = random_seed
+        self, pipelines: Mapping[str, Pipeline], seed: Callable[[], int] | None = None
     ) -> None:
+        """``seed`` draws every omitted seed (tests pin it); by default a render with a ``key``
+        derives it from the key (``keyed_seed``) and one without draws it at random."""
         self._pipelines = dict(sorted(pipelines.items()))
         self._seed = seed
 
     @classmethod
-    def load(cls, directory: Path, seed: Callable[[], int] = random_seed) -> PipelineCatalog:
+    def load(cls, directory: Path, seed: Callable[[], int] | None = None) -> PipelineCatalog:
         """Load every ``*.json`` in ``directory``. Raises ``PipelineError`` naming the file at
         fault; a missing directory is an error too, since a worker told to use one needs it."""
         if not directory.is_dir():
@@ -165,10 +181,11 @@ class PipelineCatalog:
             )
         return pipeline
 
-    def render(self, name: str, params: Mapping[str, Any]) -> Rendered:
-        """Fill the pipeline's workflow with ``params`` (defaults for the rest, a random seed
-        unless one is given). Every problem found is reported in one ``invalid_job`` message
-        that says what is allowed."""
+    def render(self, name: str, params: Mapping[str, Any], key: str | None = None) -> Rendered:
+        """Fill the pipeline's workflow with ``params`` (defaults for the rest, a seed unless one
+        is given: derived from ``key``, the job's identity, when there is one, else random).
+        Every problem found is reported in one ``invalid_job`` message that says what is
+        allowed."""
         pipeline = self.get(name)
         if not isinstance(params, Mapping):
             raise JobFailed(
@@ -183,7 +200,7 @@ class PipelineCatalog:
         resolved: dict[str, Any] = {}
         for pname, param in pipeline.params.items():
             try:
-                resolved[pname] = self._resolve(param, params)
+                resolved[pname] = self._resolve(param, params, key)
             except ParamError as exc:
                 problems.append(str(exc))
         if problems:
@@ -204,11 +221,13 @@ class PipelineCatalog:
                 workflow[node_id]["inputs"][input_name] = value
         return Rendered(workflow, resolved, models, pipeline.output)
 
-    def _resolve(self, param: Param, given: Mapping[str, Any]) -> Any:
+    def _resolve(self, param: Param, given: Mapping[str, Any], key: str | None) -> Any:
         if param.name in given and given[param.name] is not None:
             return param.check(given[param.name])
         if param.required:
             raise ParamError(f"missing required parameter {param.name!r}")
         if param.type == "seed" and param.default is None:
-            return self._seed()
+            if self._seed is not None:
+                return self._seed()
+            return random_seed() if key is None else keyed_seed(key, param.name)
         return param.default

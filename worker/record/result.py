@@ -125,8 +125,9 @@ def encode(doc: Mapping[str, Any]) -> bytes:
     """Strict UTF-8 JSON of at most ``MAX_RESULT_BYTES``.
 
     A document over the cap loses what it can spare, in this order, each with a note in
-    ``truncated``: error details, per-node timings, the echoed metadata, the indentation.
-    Raises ``ResultTooLarge`` when the outputs list alone is over the cap.
+    ``truncated``: error details, per-node timings, the indentation, the echoed metadata (what
+    the sender asked to get back goes last: indented, deep metadata of 16 KiB takes 40 times
+    its size). Raises ``ResultTooLarge`` when the outputs list alone is over the cap.
     """
     data = jsonsafe.dumps(doc, indent=2)
     if len(data) <= MAX_RESULT_BYTES:
@@ -139,12 +140,15 @@ def encode(doc: Mapping[str, Any]) -> bytes:
     if isinstance(trimmed.get("timings"), Mapping) and "nodes" in trimmed["timings"]:
         trimmed["timings"] = {k: v for k, v in trimmed["timings"].items() if k != "nodes"}
         notes.append("timings.nodes")
-    if trimmed.get("metadata"):
-        trimmed["metadata"] = {}
-        notes.append("metadata")
     trimmed["truncated"] = notes
     for indent in (2, None):
         data = jsonsafe.dumps(trimmed, indent=indent)
+        if len(data) <= MAX_RESULT_BYTES:
+            return data
+    if trimmed.get("metadata"):
+        trimmed["metadata"] = {}
+        notes.append("metadata")
+        data = jsonsafe.dumps(trimmed)
         if len(data) <= MAX_RESULT_BYTES:
             return data
     raise ResultTooLarge(
