@@ -16,7 +16,7 @@ from typing import Any
 
 from tests.cloud import Cloud
 from tests.fakes.scripted import workflow
-from worker.adapters.sources.jsonl import message_id_prefix
+from worker.adapters.sources.jsonl import line_message_id, message_id_prefix
 from worker.exitcodes import ExitCode
 
 TASKS = 3
@@ -54,17 +54,19 @@ def _executions(record: Path) -> Counter[str]:
     return Counter(record.read_text().split()) if record.exists() else Counter()
 
 
-def _job_ids(uri: str, numbers: range) -> list[str]:
-    return [f"{message_id_prefix(uri)}-{n:06d}" for n in numbers]
+def _job_ids(uri: str, lines: list[bytes]) -> list[str]:
+    """The job id of each line that names none: its message id."""
+    return [line_message_id(message_id_prefix(uri), n, x) for n, x in enumerate(lines, 1)]
 
 
 def test_three_tasks_do_each_of_thirty_lines_exactly_once(cloud: Cloud, tmp_path: Path) -> None:
     record = tmp_path / "executions.txt"
-    uri = _upload(cloud, [_line(record) for _ in range(30)])
+    lines = [_line(record) for _ in range(30)]
+    uri = _upload(cloud, lines)
     procs = _spawn_tasks(cloud, uri, tmp_path / "logs", range(TASKS))
     assert [p.wait(60) for p in procs] == [ExitCode.OK] * TASKS
 
-    ids = _job_ids(uri, range(1, 31))
+    ids = _job_ids(uri, lines)
     assert _executions(record) == Counter(ids)  # every line once, none twice
     results = {job_id: cloud.result(job_id) for job_id in ids}
     assert all(r is not None and r["status"] == "succeeded" for r in results.values())
@@ -78,9 +80,10 @@ def test_three_tasks_do_each_of_thirty_lines_exactly_once(cloud: Cloud, tmp_path
 
 def test_a_rerun_after_a_killed_task_finishes_only_the_rest(cloud: Cloud, tmp_path: Path) -> None:
     record = tmp_path / "executions.txt"
-    uri = _upload(cloud, [_line(record, sleep_s=0.3) for _ in range(30)])
+    lines = [_line(record, sleep_s=0.3) for _ in range(30)]
+    uri = _upload(cloud, lines)
     procs = _spawn_tasks(cloud, uri, tmp_path / "logs", range(TASKS))
-    ids = _job_ids(uri, range(1, 31))
+    ids = _job_ids(uri, lines)
     victim = ids[1::TASKS]  # task 1's lines
     deadline = time.monotonic() + 60
     while sum(cloud.result(j) is not None for j in victim) < 3 and time.monotonic() < deadline:
@@ -113,7 +116,7 @@ def test_a_bad_line_fails_alone(cloud: Cloud, tmp_path: Path) -> None:
     only = cloud.spawn_worker(tmp_path / "only.log", MANIFEST_URI=uri)  # one task: every line
     assert only.wait(60) == ExitCode.OK
 
-    ids = _job_ids(uri, range(1, 7))
+    ids = _job_ids(uri, lines)
     status = {j: (cloud.result(j) or {}).get("status") for j in ids}
     assert [status[ids[i]] for i in (0, 2, 5)] == ["succeeded"] * 3
     bad_json = cloud.result(ids[1])
@@ -131,9 +134,10 @@ def test_a_stopped_task_exits_interrupted_so_cloud_run_retries_it(
     cloud: Cloud, tmp_path: Path
 ) -> None:
     record = tmp_path / "executions.txt"
-    uri = _upload(cloud, [_line(record, sleep_s=0.3) for _ in range(10)])
+    lines = [_line(record, sleep_s=0.3) for _ in range(10)]
+    uri = _upload(cloud, lines)
     proc = cloud.spawn_worker(tmp_path / "task.log", MANIFEST_URI=uri)
-    ids = _job_ids(uri, range(1, 11))
+    ids = _job_ids(uri, lines)
     deadline = time.monotonic() + 30
     while cloud.result(ids[1]) is None and time.monotonic() < deadline:
         time.sleep(0.05)
@@ -154,7 +158,26 @@ def test_a_line_with_lasting_transient_faults_is_retried_then_left_to_a_task_ret
     uri = _upload(cloud, lines)
     proc = cloud.spawn_worker(tmp_path / "task.log", MANIFEST_URI=uri, MAX_CONSECUTIVE_TRANSIENT=10)
     assert proc.wait(60) == ExitCode.SERVICE_UNAVAILABLE  # non-zero: Cloud Run retries the task
-    ids = _job_ids(uri, range(1, 5))
+    ids = _job_ids(uri, lines)
     assert _executions(record)[ids[0]] == 3  # MANIFEST_MAX_ATTEMPTS, after the others
     assert all(cloud.result(j) is not None for j in ids[1:]) and cloud.result(ids[0]) is None
     assert "line(s) 1 failed 3 attempts" in (tmp_path / "task.log").read_text()
+
+
+def test_a_new_manifest_at_the_same_uri_runs_its_edited_lines(cloud: Cloud, tmp_path: Path) -> None:
+    """Lines without ids: a re-run skips what is unchanged and runs what was edited, rather
+    than handing an edited line the result of what its line number held before."""
+    record = tmp_path / "executions.txt"
+    first = [_line(record), _line(record)]
+    uri = _upload(cloud, first)
+    assert cloud.spawn_worker(tmp_path / "first.log", MANIFEST_URI=uri).wait(60) == ExitCode.OK
+    edited = workflow(record=str(record), outputs=[{"name": "other.txt", "text": "edited"}])
+    second = [first[0], json.dumps({"workflow": edited}).encode()]
+    assert _upload(cloud, second) == uri
+    assert cloud.spawn_worker(tmp_path / "second.log", MANIFEST_URI=uri).wait(60) == ExitCode.OK
+
+    old, new = _job_ids(uri, first), _job_ids(uri, second)
+    assert old[0] == new[0] and old[1] != new[1]
+    assert _executions(record) == Counter([old[0], old[1], new[1]])  # line 1 ran once
+    result = cloud.result(new[1])
+    assert result is not None and [o["name"] for o in result["outputs"]] == ["other.txt"]

@@ -8,7 +8,13 @@ import time
 import pytest
 
 from tests.cloud import Cloud
-from worker.adapters.sources.jsonl import Line, ManifestSource, message_id_prefix, share
+from worker.adapters.sources.jsonl import (
+    Line,
+    ManifestSource,
+    line_message_id,
+    message_id_prefix,
+    share,
+)
 from worker.adapters.storage.gcs import GcsStore
 from worker.errors import ConfigError, ServiceUnavailable
 from worker.message.job import Delivery
@@ -44,7 +50,9 @@ def test_message_ids_are_deterministic_and_distinct_per_manifest() -> None:
     again = ManifestSource(URI, share(_data(3), 0, 1)).receive(0.1)
     other = ManifestSource("gs://bucket/other/jobs.jsonl", share(_data(3), 0, 1)).receive(0.1)
     assert first is not None and again is not None and other is not None
-    assert first.message_id == again.message_id == f"{message_id_prefix(URI)}-000001"
+    assert first.message_id == again.message_id
+    assert first.message_id == line_message_id(message_id_prefix(URI), 1, _data(3).split(b"\n")[0])
+    assert first.message_id.startswith(f"{message_id_prefix(URI)}-000001-")
     assert first.message_id.startswith("jobs-") and other.message_id != first.message_id
     assert message_id_prefix("gs://b/we ird+name.v2.jsonl").startswith("we-ird-name-")
 

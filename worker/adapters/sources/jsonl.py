@@ -3,9 +3,11 @@
 Each non-blank line is one job message (the same v1 or Runpod forms as the queue). Task ``i`` of
 ``N`` (``CLOUD_RUN_TASK_INDEX`` / ``CLOUD_RUN_TASK_COUNT``) takes lines ``n`` with
 ``(n - 1) % N == i``, so shares are even and need no coordination. A line's message id is
-``<manifest name>-<6 hex of its URI>-<line number>``: the job id of a line that names none, the
-same on every run, so a re-run finds the ``result.json`` of finished lines and the runner skips
-them (re-publishing their events).
+``<manifest name>-<6 hex of its URI>-<line number>-<6 hex of the line>``: the job id of a line
+that names none, the same on every run, so a re-run finds the ``result.json`` of finished lines
+and the runner skips them (re-publishing their events). A line edited between runs (or another
+manifest uploaded to the same URI) gets a new id, and runs, rather than finding the result of
+what that line number held before.
 
 Settling: ``ack`` counts the line done. ``nack`` (a transient fault, or a stop) puts the line at
 the back of this task's queue for another attempt; after ``MANIFEST_MAX_ATTEMPTS`` attempts it is
@@ -48,6 +50,11 @@ def message_id_prefix(uri: str) -> str:
     # never a leading "_": job folders at the top level never start with it (the worker's own)
     safe = re.sub(r"[^A-Za-z0-9._-]", "-", stem)[:80].lstrip("_") or "manifest"
     return f"{safe}-{hashlib.sha256(uri.encode()).hexdigest()[:6]}"
+
+
+def line_message_id(prefix: str, number: int, data: bytes) -> str:
+    """``jobs-1a2b3c-000042-9f8e7d``: the manifest's prefix, the line number, the line's digest."""
+    return f"{prefix}-{number:06d}-{hashlib.sha256(data).hexdigest()[:6]}"
 
 
 def share(data: bytes, index: int, count: int) -> list[Line]:
@@ -142,7 +149,7 @@ class ManifestSource:
             line.attempts += 1
             self._in_flight += 1
         return Delivery(
-            message_id=f"{self._prefix}-{line.number:06d}",
+            message_id=line_message_id(self._prefix, line.number, line.data),
             data=line.data,
             attributes={"manifest": self.uri, "line": str(line.number)},
             delivery_attempt=line.attempts,
