@@ -91,16 +91,18 @@ class Limits:
         2**28,
         lo=1,
         help="the most pixels (width x height x batch x frames) any one image or latent node "
-        "of a job may ask for (`EmptyImage`, `EmptyLatentImage`, `EmptySD3LatentImage`, video "
-        "latents, `ImageScale`, ...: literal `width`/`height` inputs), checked before execution "
-        "(`invalid_workflow`)",
+        "of a job may make (`EmptyImage`, `EmptyLatentImage`, `EmptySD3LatentImage`, video "
+        "latents, `ImageScale`, ...), estimated before execution by following the links: "
+        "repeats, scales, padding, batching and primitive values count, and so do audio "
+        "samples (`invalid_workflow`)",
     )
     max_input_pixels: int = integer(
         "MAX_INPUT_PIXELS",
         89_478_485,
         lo=1,
-        help="one decoded input image (PIL's own default, enforced as an error instead of a "
-        "warning), checked from the header before execution (`input_error`)",
+        help="one decoded input image, all its frames together (PIL's own default, enforced as "
+        "an error instead of a warning), checked from the header before execution "
+        "(`input_error`)",
     )
     allowed_model_buckets: tuple[str, ...] = items(
         "ALLOWED_MODEL_BUCKETS",

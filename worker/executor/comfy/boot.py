@@ -29,6 +29,7 @@ from worker.obs import logs
 
 log = logging.getLogger(__name__)
 EventSink = Callable[[str, Any], None]
+DATASETS = "datasets"  # where in the output folder SaveTrainingDataset's datasets go
 
 
 @dataclass
@@ -149,6 +150,11 @@ def _directories(
     fp.set_temp_directory(str(temp))
     fp.set_input_directory(str(work / "input"))
     fp.set_user_directory(str(work / "user"))
+    # SaveTrainingDataset writes into the first "datasets" folder, by default one in COMFYUI_DIR:
+    # it would outlive the job there, fill the (RAM) disk and be listed to the next job's
+    # LoadTrainingDataset. In the output folder it is this job's output, emptied before the next.
+    if "datasets" in fp.folder_names_and_paths:
+        fp.add_model_folder_path("datasets", str(output / DATASETS), True)
     return output, temp
 
 

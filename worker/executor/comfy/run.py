@@ -20,7 +20,16 @@ from typing import Any, TypeVar
 from worker.config import Limits
 from worker.errors import ErrorType, Interrupted, JobFailed, WorkerBroken
 from worker.executor.base import ExecRequest, ExecResult
-from worker.executor.comfy import bounds, collect, failures, prompt_errors, shape, uncached_outputs
+from worker.executor.comfy import (
+    bounds,
+    collect,
+    failures,
+    private,
+    prompt_errors,
+    saves,
+    shape,
+    uncached_outputs,
+)
 from worker.executor.comfy.boot import Comfy
 from worker.executor.comfy.monitor import RunMonitor
 from worker.obs import logs
@@ -139,12 +148,16 @@ def execute(comfy: Comfy, request: ExecRequest, monitor: RunMonitor, guards: Gua
     started = time.perf_counter()
     to_execute = validate(comfy, prompt_id, prompt)
     # After ComfyUI's own checks (their messages name each input's bounds), before anything runs.
+    saves.check_names(request.workflow)
     bounds.check_sizes(request.workflow, guards.limits.max_pixels_per_job)
     bounds.check_images(request.input_dir, guards.limits.max_input_pixels)
     validated_s = time.perf_counter() - started
     if guards.interrupted():
         raise Interrupted("interrupted before execution")
     pe = comfy.prompt_executor
+    # This job's files must not outlive it in ComfyUI's cache (worker/executor/comfy/private.py).
+    staged = private.staged_names(request.input_dir)
+    types = private.output_types(comfy.nodes.NODE_CLASS_MAPPINGS)
     try:
         # PromptExecutor.execute is asyncio.run(execute_async(...)): the same call, warm loop.
         extra = {"client_id": CLIENT_ID}
@@ -153,7 +166,7 @@ def execute(comfy: Comfy, request: ExecRequest, monitor: RunMonitor, guards: Gua
         raise WorkerBroken(f"ComfyUI's executor raised {type(exc).__name__}: {exc}") from exc
     finally:
         timings = monitor.finish()
-        uncached_outputs.forget(pe, to_execute)
+        uncached_outputs.forget(pe, {*to_execute, *private.nodes(request.workflow, staged, types)})
     end = failures.run_end(pe.status_messages)
     if end.ending is failures.Ending.INTERRUPTED:
         raise failures.interrupted(end.data)

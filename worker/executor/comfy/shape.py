@@ -5,6 +5,11 @@ and follows links without checking them, so a malformed workflow surfaces as a `
 a node id and nothing else. These checks name what is wrong instead. They also catch the most
 common mistake: sending the UI format (``{"nodes": [...], "links": [...]}``) instead of the API
 format.
+
+``copy_for_run`` keeps only what a node is (``class_type``, ``inputs``, ``_meta``): ComfyUI trusts
+other keys of a prompt's nodes, such as ``is_changed``, which stands in for the content hash
+``LoadImage`` computes, so a job that set it could put its own image in the cache under another
+job's file and be served to that job.
 """
 
 from __future__ import annotations
@@ -14,6 +19,9 @@ from collections.abc import Mapping
 from typing import Any
 
 from worker.errors import ErrorType, JobFailed
+from worker.executor.comfy import graph
+
+NODE_KEYS = ("class_type", "inputs", "_meta")  # what the API format's nodes hold
 
 
 def _fail(message: str, node_id: str | None = None) -> JobFailed:
@@ -39,6 +47,7 @@ def check_shape(workflow: Mapping[str, Any]) -> None:
             raise _fail(f"node {node_id} ({node['class_type']}): inputs must be an object", node_id)
         for name, value in inputs.items():
             _check_link(workflow, str(node_id), node["class_type"], str(name), value)
+    graph.check_graph(workflow)
 
 
 def _check_link(
@@ -61,7 +70,9 @@ def copy_for_run(workflow: Mapping[str, Any]) -> dict[str, Any]:
         copied: dict[str, Any] = json.loads(json.dumps(workflow))
     except (TypeError, ValueError) as exc:
         raise _fail(f"the workflow is not plain JSON: {exc}") from exc
-    # Every node needs an inputs object (ComfyUI indexes it unconditionally).
-    for node in copied.values():
-        node.setdefault("inputs", {})
-    return copied
+    # Every node needs an inputs object (ComfyUI indexes it unconditionally), and nothing else
+    # of a job's choosing reaches ComfyUI.
+    return {
+        node_id: {"inputs": {}} | {k: node[k] for k in NODE_KEYS if k in node}
+        for node_id, node in copied.items()
+    }
