@@ -102,7 +102,9 @@ class Limits:
         lo=1,
         help="one decoded input image, all its frames together (PIL's own default, enforced as "
         "an error instead of a warning), checked from the header before execution "
-        "(`input_error`)",
+        "(`input_error`); also one staged video stream, all its frames together, and one audio "
+        "stream at 3x this in samples, all channels together (the same float32 memory), "
+        "probed with PyAV",
     )
     allowed_model_buckets: tuple[str, ...] = items(
         "ALLOWED_MODEL_BUCKETS",

@@ -19,7 +19,10 @@ fails every job that happens to be in flight. Two checks run before ComfyUI sees
   own scale, as in ``ImageUpscaleWithModel``).
 - ``check_images``: every staged input that is an image decodes to at most ``MAX_INPUT_PIXELS``
   pixels, all its frames together (``LoadImage`` loads every frame of a GIF, APNG, WebP or
-  TIFF), read from the file's headers; nothing is decoded.
+  TIFF), read from the file's headers; nothing is decoded. Every staged file is then probed with
+  PyAV (``media.check``), since ComfyUI's loaders decode whatever PyAV reads, whatever the name:
+  a video stream holds at most ``MAX_INPUT_PIXELS`` pixels over all its frames, an audio stream
+  ``3 x MAX_INPUT_PIXELS`` samples over all its channels.
 """
 
 from __future__ import annotations
@@ -32,7 +35,7 @@ from pathlib import Path
 from typing import Any
 
 from worker.errors import ErrorType, JobFailed
-from worker.executor.comfy import graph
+from worker.executor.comfy import graph, media
 from worker.message.bounded import clip, echo
 
 BIG = 2**62  # past any limit; literals beyond it count as this
@@ -201,34 +204,40 @@ def check_sizes(workflow: Mapping[str, Any], max_pixels: int) -> None:
 
 
 def check_images(input_dir: Path, max_pixels: int) -> None:
-    """Raise ``JobFailed(input_error)`` for a staged image that decodes to too many pixels."""
+    """Raise ``JobFailed(input_error)`` for a staged image, video or audio file that decodes to
+    too many pixels (or samples)."""
+    for root, _dirs, files in os.walk(input_dir):
+        for name in sorted(files):
+            path = Path(root) / name
+            rel = path.relative_to(input_dir).as_posix()
+            _check_image(path, rel, max_pixels)
+            media.check(path, rel, max_pixels)  # PIL may see one frame where PyAV sees many
+
+
+def _check_image(path: Path, rel: str, max_pixels: int) -> None:
     from PIL import Image, UnidentifiedImageError
 
-    for root, _dirs, files in os.walk(input_dir):
-        for name in files:
-            path = Path(root) / name
-            frames = 1
-            try:
-                with Image.open(path) as image:  # reads the headers only
-                    width, height = image.size
-                    # LoadImage loads every frame (MPO: the first only); n_frames walks the
-                    # frames' headers (GIF, TIFF) or reads a count (APNG, WebP).
-                    if image.format != "MPO" and width * height <= max_pixels:
-                        frames = max(int(getattr(image, "n_frames", 1)), 1)
-            except (Image.DecompressionBombError, Image.DecompressionBombWarning):
-                width, height = max_pixels + 1, 1  # PIL's own guard fired (it is set to ours)
-            except UnidentifiedImageError:
-                continue  # not an image (a mask in another format, audio, ...)
-            except (OSError, ValueError, SyntaxError, EOFError):
-                continue  # PIL can't read it: the loader that uses it will say why
-            if width * height * frames > max_pixels:
-                rel = path.relative_to(input_dir).as_posix()
-                size = f"of {width} x {height} pixels" if height > 1 else "too large"
-                if frames > 1:
-                    size = f"of {frames} frames of {width} x {height} pixels"
-                raise JobFailed(
-                    ErrorType.INPUT_ERROR,
-                    f"input {echo(rel)} is an image {size}; the limit is {max_pixels} pixels, "
-                    "all frames together (MAX_INPUT_PIXELS): send a smaller image or fewer "
-                    "frames",
-                )
+    frames = 1
+    try:
+        with Image.open(path) as image:  # reads the headers only
+            width, height = image.size
+            # LoadImage loads every frame (MPO: the first only); n_frames walks the
+            # frames' headers (GIF, TIFF) or reads a count (APNG, WebP).
+            if image.format != "MPO" and width * height <= max_pixels:
+                frames = max(int(getattr(image, "n_frames", 1)), 1)
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning):
+        width, height = max_pixels + 1, 1  # PIL's own guard fired (it is set to ours)
+    except UnidentifiedImageError:
+        return  # not an image (a mask in another format, audio, ...)
+    except (OSError, ValueError, SyntaxError, EOFError):
+        return  # PIL can't read it: the loader that uses it will say why
+    if width * height * frames > max_pixels:
+        size = f"of {width} x {height} pixels" if height > 1 else "too large"
+        if frames > 1:
+            size = f"of {frames} frames of {width} x {height} pixels"
+        raise JobFailed(
+            ErrorType.INPUT_ERROR,
+            f"input {echo(rel)} is an image {size}; the limit is {max_pixels} pixels, "
+            "all frames together (MAX_INPUT_PIXELS): send a smaller image or fewer "
+            "frames",
+        )
